@@ -1,0 +1,440 @@
+"""The gateway base: one long-lived application instance per scope key.
+
+A gateway (protocol server) terminates one transport. Most transports it serves are
+stateless per message (an MQTT PUBLISH, a chat message), yet the application sees long-lived
+scopes: the gateway keeps one ASGI application instance per *scope key* (an MQTT topic, a
+device, a chat conversation), feeds it that scope's events in order, and ends it
+
+- on idle timeout (no event for ``idle_timeout`` seconds), reason ``"idle"``;
+- on eviction, when opening a scope would exceed ``max_scopes`` (least recently used first),
+  reason ``"evicted"``;
+- when the application sends ``<protocol>.close``, reason ``"closed"``;
+- on shutdown, reason ``"shutdown"``.
+
+Every one of those ends sends ``<protocol>.disconnect`` first, then cancels the instance if
+it has not returned within ``disconnect_grace`` seconds. An instance that raises is logged
+with the gateway's name and the scope key; only its own scope ends, and the next event for
+that key opens a fresh instance.
+
+This keeps asgiref's ``StatelessServer`` vocabulary and fixes what it gets wrong: it never
+holds more than ``max_scopes`` live instances, it evicts with a disconnect event instead of a
+bare cancel, it learns of a crash from a done-callback instead of polling, its per-scope
+queue is bounded (a full queue applies back-pressure to the transport instead of growing or
+dropping), and ``stop()`` leaves no task behind.
+
+Memory matters here (a daemon may hold 100,000 idle device scopes), so an idle scope costs
+one Task, one pending Future and a small slotted record: the event queue is allocated only
+while events are actually waiting, and ``receive`` is a plain function returning a Future
+(which the ASGI specification allows: ``receive()`` returns an awaitable), so a consumer can
+wait on it beside its channel layer without a Task of its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict, deque
+from typing import Any, ClassVar
+
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateways.types import ASGIApp, DisconnectReason, Message, Scope
+
+__all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
+
+logger = logging.getLogger(__name__)
+
+#: The ``scope["asgi"]`` of every scope a gateway opens. Shared, so treat it as read-only.
+ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "1.0"}
+
+SCOPES_OPENED = Counter(
+    "asgi_gateway_scopes_opened_total", "Application instances started.", ["gateway"]
+)
+SCOPES_ENDED = Counter(
+    "asgi_gateway_scopes_ended_total",
+    "Scopes ended by the gateway, by reason (idle, evicted, closed, shutdown).",
+    ["gateway", "reason"],
+)
+SCOPES_CRASHED = Counter(
+    "asgi_gateway_scopes_crashed_total", "Application instances that raised.", ["gateway"]
+)
+SCOPES_LIVE = Gauge("asgi_gateway_scopes_live", "Live application instances.", ["gateway"])
+
+
+class GatewayError(Exception):
+    """Base error of the gateways package: a transport failure, an event a gateway can't do."""
+
+
+class GatewayOptions(BaseModel):
+    """Options every gateway takes, whatever its protocol (YAML keys of a gateway entry).
+
+    Attributes:
+        idle_timeout: Seconds without an event after which a scope ends with reason
+            ``"idle"``; ``None`` keeps scopes until eviction or shutdown.
+        max_scopes: Most live scopes; opening one more evicts the least recently used.
+        max_queued_events: Most events waiting for one scope's application instance; when full,
+            the gateway waits (back-pressure on the transport) rather than drop.
+        disconnect_grace: Seconds an instance has to return after its disconnect event
+            before it is cancelled.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    idle_timeout: float | None = Field(default=600.0, gt=0)
+    max_scopes: int = Field(default=100_000, ge=1)
+    max_queued_events: int = Field(default=100, ge=1)
+    disconnect_grace: float = Field(default=5.0, ge=0)
+
+
+class ScopeInstance:
+    """One scope's application instance and the events waiting for it.
+
+    ``receive`` and ``send`` are the ASGI callables handed to the application. ``receive()``
+    returns an ``asyncio.Future`` (already resolved when an event is waiting).
+    """
+
+    __slots__ = (
+        "_queue",
+        "_space",
+        "_waiter",
+        "ending",
+        "gateway",
+        "grace_handle",
+        "key",
+        "last_event",
+        "scope",
+        "task",
+    )
+
+    def __init__(self, gateway: Gateway, key: str, scope: Scope) -> None:
+        self.gateway = gateway
+        self.key = key
+        self.scope = scope
+        self.task: asyncio.Task[None] | None = None
+        self.last_event = 0.0
+        #: Set once the disconnect event is queued; the instance no longer takes events.
+        self.ending: DisconnectReason | None = None
+        self.grace_handle: asyncio.TimerHandle | None = None
+        self._queue: deque[Message] | None = None
+        self._waiter: asyncio.Future[Message] | None = None
+        self._space: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ScopeInstance gateway={self.gateway.name!r} key={self.key!r}>"
+
+    # -- the application's side --------------------------------------------------------
+
+    def receive(self) -> asyncio.Future[Message]:
+        """Return a Future of the next event of this scope (the ASGI ``receive``).
+
+        Raises:
+            GatewayError: ``receive()`` called while an earlier ``receive()`` still waits.
+        """
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        queue = self._queue
+        if queue:
+            future.set_result(queue.popleft())
+            if not queue:
+                self._queue = None
+            if self._space is not None and not self._space.done():
+                self._space.set_result(None)
+            return future
+        if self.ending is not None:
+            # The disconnect event was taken already: repeat it rather than hang.
+            future.set_result({"type": self.gateway._disconnect_type, "reason": self.ending})
+            return future
+        if self._waiter is not None and not self._waiter.done():
+            raise GatewayError(
+                f"receive() called for scope {self.key!r} while an earlier receive() still waits"
+            )
+        self._waiter = future
+        return future
+
+    async def send(self, message: Message) -> None:
+        """Take an event from the application (the ASGI ``send``).
+
+        Raises:
+            GatewayError: The event's type is not one this gateway can do, or the transport
+                failed to carry it out.
+        """
+        gateway = self.gateway
+        if message.get("type") == gateway.close_event_type:
+            gateway.end(self, "closed")
+            return
+        await gateway.handle_send(self, message)
+
+    # -- the gateway's side ------------------------------------------------------------
+
+    def _deliver(self, event: Message) -> bool:
+        """Hand ``event`` to a waiting ``receive()`` or queue it; False when the queue is full."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(event)
+                return True
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self.gateway.options.max_queued_events:
+            return False
+        queue.append(event)
+        return True
+
+    async def put(self, event: Message) -> None:
+        """Queue ``event`` for the application, waiting while this scope's queue is full."""
+        while not self._deliver(event):
+            if self.task is None or self.task.done():
+                return
+            if self._space is None or self._space.done():
+                self._space = asyncio.get_running_loop().create_future()
+            await self._space
+
+    def _put_final(self, event: Message) -> None:
+        """Queue the disconnect event past the bound: it must always arrive."""
+        if not self._deliver(event):
+            assert self._queue is not None  # _deliver only refuses when the queue is full
+            self._queue.append(event)
+
+
+class Gateway(abc.ABC):
+    """Base of every protocol server: scope instances, their lifecycle, drain on stop.
+
+    A subclass sets ``protocol`` (the scope type, which also prefixes its events),
+    ``options_model`` (a ``GatewayOptions`` subclass for its YAML options), and implements
+    ``start_transport``, ``close_transport`` and ``handle_send``. It feeds events with
+    ``await self.dispatch(key, event, scope_factory)``.
+
+    Args:
+        name: The gateway's name in the YAML file; it is ``scope["gateway"]``.
+        application: The ASGI 3 application; one instance is called per scope.
+        options: Validated options (an instance of ``options_model``).
+        channel_layer: The daemon's channel layer, put in every scope as
+            ``scope["channel_layer"]``; ``None`` leaves the key out.
+    """
+
+    protocol: ClassVar[str]
+    options_model: ClassVar[type[GatewayOptions]] = GatewayOptions
+
+    def __init__(
+        self,
+        name: str,
+        application: ASGIApp,
+        options: GatewayOptions,
+        *,
+        channel_layer: Any | None = None,
+    ) -> None:
+        self.name = name
+        self.application = application
+        self.options = options
+        self.channel_layer = channel_layer
+        self.close_event_type = f"{self.protocol}.close"
+        self.connect_event: Message = {"type": f"{self.protocol}.connect"}
+        self._disconnect_type = f"{self.protocol}.disconnect"
+        #: Live instances by scope key, least recently used first.
+        self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
+        #: Every instance whose task has not finished, live or ending.
+        self._running: set[ScopeInstance] = set()
+        self._accepting = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._failed: asyncio.Future[None] | None = None
+        self._opened = SCOPES_OPENED.labels(name)
+        self._crashed = SCOPES_CRASHED.labels(name)
+        self._live = SCOPES_LIVE.labels(name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} scopes={len(self.instances)}>"
+
+    # -- what a subclass implements ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def start_transport(self) -> None:
+        """Connect the transport and start feeding events; return once serving."""
+
+    @abc.abstractmethod
+    async def close_transport(self) -> None:
+        """Stop the transport cleanly; called after every scope has drained."""
+
+    @abc.abstractmethod
+    async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
+        """Carry out an event the application sent (other than ``<protocol>.close``).
+
+        Raises:
+            GatewayError: The event type is unknown to this gateway, or the transport failed.
+        """
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start serving: the idle sweep, then the transport."""
+        loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
+        self._accepting = True
+        if self.options.idle_timeout is not None:
+            self._sweeper = loop.create_task(self._sweep(self.options.idle_timeout))
+        await self.start_transport()
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop taking events, end every scope (reason ``"shutdown"``) and drain.
+
+        Args:
+            drain_timeout: Seconds to wait for instances to return after their disconnect event;
+                those still running then are cancelled. ``stop()`` returns only once every
+                instance task has finished.
+        """
+        self._accepting = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for instance in list(self.instances.values()):
+            self.end(instance, "shutdown")
+        tasks = [i.task for i in self._running if i.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
+            if pending:
+                logger.warning(
+                    "Gateway %r: %d application instances did not return within %.1f s "
+                    "of their disconnect event; cancelling them",
+                    self.name,
+                    len(pending),
+                    drain_timeout,
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        await self.close_transport()
+
+    def fail(self, exc: BaseException) -> None:
+        """Report that the transport failed for good; the daemon then stops with an error."""
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
+
+    async def wait_failed(self) -> None:
+        """Wait until the gateway fails for good, raising what ``fail()`` was given."""
+        if self._failed is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
+        await self._failed
+
+    # -- scopes ------------------------------------------------------------------------
+
+    def new_scope(self, **keys: Any) -> Scope:
+        """A scope of this gateway's protocol: ``type``, ``asgi``, ``gateway``, then ``keys``."""
+        scope: Scope = {"type": self.protocol, "asgi": ASGI_VERSION, "gateway": self.name}
+        scope.update(keys)
+        if self.channel_layer is not None:
+            scope["channel_layer"] = self.channel_layer
+        return scope
+
+    def open_scope(self, key: str, scope: Scope) -> ScopeInstance:
+        """Start an application instance for ``key``, evicting the least recently used first
+        when ``max_scopes`` are live; queue the connect event."""
+        while len(self.instances) >= self.options.max_scopes:
+            self.end(next(iter(self.instances.values())), "evicted")
+        instance = ScopeInstance(self, key, scope)
+        instance.last_event = asyncio.get_running_loop().time()
+        instance._deliver(self.connect_event.copy())
+        task = asyncio.get_running_loop().create_task(
+            self.application(scope, instance.receive, instance.send),  # type: ignore[arg-type]
+            name=f"{self.name}:{key}",
+        )
+        instance.task = task
+        task.add_done_callback(lambda t, i=instance: self._instance_done(i, t))  # type: ignore[misc]
+        self.instances[key] = instance
+        self._running.add(instance)
+        self._opened.inc()
+        self._live.inc()
+        return instance
+
+    async def dispatch(self, key: str, event: Message, scope: Scope | None = None) -> None:
+        """Deliver ``event`` to the instance of ``key``, opening one with ``scope`` if needed.
+
+        Waits while that scope's queue is full. Events that arrive after ``stop()`` began
+        are dropped with a warning (the transport has already been told to stop).
+
+        Args:
+            key: The scope key.
+            event: The event; its ``type`` must be one of this protocol's.
+            scope: The scope to open when no instance of ``key`` is live; built lazily by
+                callers with ``new_scope`` only when ``instance(key)`` is ``None``.
+
+        Raises:
+            GatewayError: No instance of ``key`` is live and no ``scope`` was given.
+        """
+        instance = self.instances.get(key)
+        if instance is None:
+            if not self._accepting:
+                logger.warning(
+                    "Gateway %r is stopping: dropped a %s event for scope %r",
+                    self.name,
+                    event.get("type"),
+                    key,
+                )
+                return
+            if scope is None:
+                raise GatewayError(f"no live scope {key!r} on gateway {self.name!r} to deliver to")
+            instance = self.open_scope(key, scope)
+        else:
+            self.instances.move_to_end(key)
+            instance.last_event = asyncio.get_running_loop().time()
+        await instance.put(event)
+
+    def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
+        """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``."""
+        if instance.ending is not None or instance.task is None or instance.task.done():
+            return
+        instance.ending = reason
+        if self.instances.get(instance.key) is instance:
+            del self.instances[instance.key]
+            self._live.dec()
+        SCOPES_ENDED.labels(self.name, reason).inc()
+        logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
+        instance._put_final({"type": self._disconnect_type, "reason": reason})
+        instance.grace_handle = asyncio.get_running_loop().call_later(
+            self.options.disconnect_grace, instance.task.cancel
+        )
+
+    def _instance_done(self, instance: ScopeInstance, task: asyncio.Task[None]) -> None:
+        self._running.discard(instance)
+        if instance.grace_handle is not None:
+            instance.grace_handle.cancel()
+        if self.instances.get(instance.key) is instance:
+            del self.instances[instance.key]
+            self._live.dec()
+        if instance._space is not None and not instance._space.done():
+            instance._space.set_result(None)
+        if task.cancelled():
+            if instance.ending is None:
+                logger.warning(
+                    "Gateway %r: application instance for scope %r was cancelled",
+                    self.name,
+                    instance.key,
+                )
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._crashed.inc()
+            logger.error(
+                "Gateway %r: application instance for scope %r raised; that scope ended, "
+                "the gateway goes on",
+                self.name,
+                instance.key,
+                exc_info=exc,
+            )
+
+    async def _sweep(self, idle_timeout: float) -> None:
+        """End scopes idle for ``idle_timeout`` seconds, oldest first, a few times a period."""
+        loop = asyncio.get_running_loop()
+        interval = min(max(idle_timeout / 4, 0.01), 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = loop.time() - idle_timeout
+            while self.instances:
+                oldest = next(iter(self.instances.values()))
+                if oldest.last_event > deadline:
+                    break
+                self.end(oldest, "idle")
