@@ -39,8 +39,9 @@ from collections import OrderedDict, deque
 from typing import Any, ClassVar
 
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from config import OptionsModel
 from gateways.types import ASGIApp, DisconnectReason, Message, Scope
 
 __all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
@@ -68,7 +69,7 @@ class GatewayError(Exception):
     """Base error of the gateways package: a transport failure, an event a gateway can't do."""
 
 
-class GatewayOptions(BaseModel):
+class GatewayOptions(OptionsModel):
     """Options every gateway takes, whatever its protocol (YAML keys of a gateway entry).
 
     Attributes:
@@ -80,8 +81,6 @@ class GatewayOptions(BaseModel):
         disconnect_grace: Seconds an instance has to return after its disconnect event
             before it is cancelled.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     idle_timeout: float | None = Field(default=600.0, gt=0)
     max_scopes: int = Field(default=100_000, ge=1)

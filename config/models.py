@@ -1,0 +1,292 @@
+"""pydantic models of the daemon's YAML file (``asgi-gateway run gateway.yaml``).
+
+Every model forbids unknown keys, except :class:`GatewayConfig`, whose keys other than
+``type`` are that gateway type's options, validated later by the gateway's own model through
+:meth:`Config.validate_gateway_options`.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+
+from config.errors import ConfigError, ConfigPath, ImportFromStringError
+from config.importing import import_from_string, split_import_path
+from config.redaction import RedactedReprMixin
+from config.source import SourceMap
+from config.validation import config_error_from_validation
+
+__all__ = ["Config", "GatewayConfig", "LayerConfig", "LogLevel", "LoggingConfig"]
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Gateway names end up in scopes, channel names and metric labels: the Channels name alphabet.
+_GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,99}")
+
+
+def _level_name(value: str) -> str:
+    name = value.strip().upper()
+    levels = logging.getLevelNamesMapping()
+    if name not in levels:
+        raise ValueError(f"must be a logging level name, one of {', '.join(levels)} (any case)")
+    return name
+
+
+def _log_format(value: str) -> str:
+    try:
+        logging.Formatter(value)
+    except ValueError:
+        raise ValueError(
+            "must be a %-style logging format, e.g. '%(levelname)s %(name)s: %(message)s'"
+        ) from None
+    return value
+
+
+def _import_path(value: str) -> str:
+    try:
+        split_import_path(value)
+    except ImportFromStringError as exc:
+        raise ValueError(exc.problem) from None
+    return value
+
+
+def _gateway_name(value: str) -> str:
+    if not _GATEWAY_NAME.fullmatch(value):
+        raise ValueError("a gateway name holds 1 to 99 letters, digits, '-', '_' or '.'")
+    return value
+
+
+LogLevel = Annotated[str, AfterValidator(_level_name)]
+"""A logging level name (``"debug"``, ``"WARNING"``...), normalised to upper case."""
+
+GatewayName = Annotated[str, AfterValidator(_gateway_name)]
+
+
+class _Model(RedactedReprMixin):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LayerConfig(_Model):
+    """The channel layer shared by every gateway.
+
+    Attributes:
+        type: A short name (``"memory"``, ``"redis"``) or an import path such as
+            ``"channels_redis.core.RedisChannelLayer"``; resolved by the ``layer`` package.
+        options: Keyword arguments of the layer's constructor (e.g. ``capacity``, ``expiry``
+            in seconds). Values written with ``${VAR}`` are strings.
+    """
+
+    type: str = Field(default="memory", min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoggingConfig(_Model):
+    """Logging of the daemon, applied with :func:`logging.config.dictConfig`.
+
+    Attributes:
+        level: Level of the root logger.
+        format: ``%``-style format of every record, written to standard error.
+        loggers: Levels of named loggers, e.g. ``{"aiomqtt": "WARNING"}``.
+    """
+
+    level: LogLevel = "INFO"
+    format: Annotated[str, AfterValidator(_log_format)] = DEFAULT_LOG_FORMAT
+    loggers: dict[str, LogLevel] = Field(default_factory=dict)
+
+    def dict_config(self) -> dict[str, Any]:
+        """The :func:`logging.config.dictConfig` schema (version 1) that :meth:`apply` uses.
+
+        Returns:
+            A configuration with one stream handler on ``sys.stderr`` on the root logger, the
+            named loggers' levels, and existing loggers left enabled.
+        """
+        return {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"default": {"format": self.format}},
+            "handlers": {
+                "stderr": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "default",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"level": self.level, "handlers": ["stderr"]},
+            "loggers": {name: {"level": level} for name, level in self.loggers.items()},
+        }
+
+    def apply(self) -> None:
+        """Configure the standard library's ``logging`` from this section.
+
+        Replaces the root logger's handlers; loggers that exist keep working.
+        """
+        logging.config.dictConfig(self.dict_config())
+
+
+class GatewayConfig(RedactedReprMixin):
+    """One named gateway: its ``type`` and, as every other key, that type's options.
+
+    Attributes:
+        type: The gateway type, a registered short name (``"mqtt"``) or an import path.
+    """
+
+    # Every key but `type` is an option, checked by the gateway's own model later.
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The gateway's options: every key but ``type``, as read from YAML (unvalidated)."""
+        return dict(self.model_extra or {})
+
+
+class Config(_Model):
+    """The whole configuration file.
+
+    Attributes:
+        application: Import path of the ASGI application, ``"package.module:attr"``.
+        layer: The channel layer.
+        gateways: Gateway name -> gateway; at least one.
+        logging: Logging levels and format.
+        shutdown_timeout: Seconds to let scopes drain after SIGTERM before cancelling them.
+    """
+
+    application: Annotated[str, AfterValidator(_import_path)]
+    layer: LayerConfig = Field(default_factory=LayerConfig)
+    gateways: dict[GatewayName, GatewayConfig]
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    shutdown_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+
+    _source: SourceMap = PrivateAttr(default_factory=SourceMap)
+
+    @field_validator("gateways")
+    @classmethod
+    def _at_least_one_gateway(cls, value: dict[str, GatewayConfig]) -> dict[str, GatewayConfig]:
+        if not value:
+            raise ValueError("at least one gateway is required")
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        # Equal values make equal configurations, wherever they were loaded from.
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    @property
+    def file(self) -> str | None:
+        """Name of the file this configuration was loaded from, if any."""
+        return self._source.file
+
+    def line_of(self, path: ConfigPath) -> int | None:
+        """The 1-based line of the key at ``path`` (or of its nearest enclosing key).
+
+        Args:
+            path: Key path, e.g. ``("gateways", "devices", "type")``.
+
+        Returns:
+            The line, or ``None`` if the configuration was not loaded from YAML.
+        """
+        return self._source.line(path)
+
+    def error_at(
+        self, path: ConfigPath, problem: str, cls: type[ConfigError] = ConfigError
+    ) -> ConfigError:
+        """A ``cls`` error about the key at ``path``, with its file and line.
+
+        For checks made after loading, e.g. an unknown gateway type:
+        ``raise config.error_at(("gateways", name, "type"), f"unknown gateway type {t!r}")``.
+
+        Args:
+            path: Key path of the offending key.
+            problem: What is wrong, quoting the offending value (never a secret).
+            cls: :class:`ConfigError` or a subclass.
+
+        Returns:
+            The error (not raised).
+        """
+        return self._source.error(path, problem, cls)
+
+    def import_object(self, path: ConfigPath) -> Any:
+        """Import what the import path stored at key ``path`` names.
+
+        Args:
+            path: Key path of a string option, e.g. ``("application",)``, ``("layer", "type")``.
+
+        Returns:
+            The imported object.
+
+        Raises:
+            ImportFromStringError: The value is not an import path that resolves; located at
+                ``path``.
+            ImportError: Raised by the code of the module being imported.
+        """
+        value = self._value_at(path)
+        if not isinstance(value, str):
+            raise self.error_at(
+                path, f"expected an import path, got {value!r}", ImportFromStringError
+            )
+        try:
+            return import_from_string(value)
+        except ImportFromStringError as exc:
+            raise self.error_at(path, exc.problem, ImportFromStringError) from None
+
+    def validate_gateway_options(self, name: str, model: type[M]) -> M:
+        """Validate the options of gateway ``name`` with the gateway type's own model.
+
+        Args:
+            name: The gateway's name (its key under ``gateways``).
+            model: A pydantic model of that gateway type's options; declare secrets as
+                ``SecretStr`` (see :mod:`config.redaction`).
+
+        Returns:
+            The validated options.
+
+        Raises:
+            ConfigError: No gateway is named ``name``, or its options are invalid; each problem
+                has the path ``("gateways", name, <key>, ...)`` and the line of that key.
+        """
+        gateway = self.gateways.get(name)
+        if gateway is None:
+            raise self.error_at(
+                ("gateways",), f"no gateway named {name!r}; gateways: {', '.join(self.gateways)}"
+            )
+        options = gateway.options
+        try:
+            return model.model_validate(options)
+        except ValidationError as exc:
+            raise config_error_from_validation(
+                exc, data=options, model=model, prefix=("gateways", name), source=self._source
+            ) from None
+
+    def _value_at(self, path: ConfigPath) -> Any:
+        current: Any = self
+        for part in path:
+            if isinstance(current, BaseModel) and isinstance(part, str):
+                fields = type(current).model_fields
+                current = (
+                    getattr(current, part)
+                    if part in fields
+                    else (current.model_extra or {}).get(part)
+                )
+            elif isinstance(current, dict):
+                current = current.get(part)
+            elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+                current = current[part]
+            else:
+                return None
+        return current
