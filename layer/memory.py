@@ -1,0 +1,478 @@
+"""``InMemoryChannelLayer``: the Channels layer specification within one process.
+
+The default layer: consumers of every gateway and worker in one daemon talk through it.
+It keeps Channels' semantics (``channels.layers.InMemoryChannelLayer``) and is built for
+many consumers: ``receive()`` creates no task, a waiting receiver gets a message handed to
+it by ``send()`` directly, and a channel with no messages and no receivers takes no memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import string
+from collections import deque
+from collections.abc import Generator, Mapping
+from re import Pattern
+from time import monotonic
+from typing import Any, ClassVar
+
+from .base import (
+    DROPPED_MESSAGES,
+    BaseChannelLayer,
+    ChannelFull,
+    InvalidMessage,
+    LayerError,
+    LayerMessage,
+    require_valid_channel_name,
+    require_valid_group_name,
+    require_valid_message,
+)
+from .copying import NestingError, copier_for, copy_message
+
+__all__ = ["InMemoryChannelLayer"]
+
+logger = logging.getLogger(__name__)
+
+_LETTERS = string.ascii_letters
+#: Names validated (or capacities looked up) remembered for the hot path; a bound, as with
+#: 100,000 idle consumers a cache of every name would cost each some 100 bytes.
+_NAME_CACHE_SIZE = 1 << 12
+
+
+class _Receipt(asyncio.Future[LayerMessage]):
+    """A pending ``receive()``: ``send()`` resolves it with the message.
+
+    Cancelling it withdraws it from its channel at once. If the task awaiting it is
+    cancelled after ``send()`` resolved it but before the task ran, the message goes back
+    to the head of the channel instead of being lost (as ``asyncio.Queue.get`` does).
+    """
+
+    __slots__ = ("_channel", "_layer")
+
+    def __init__(
+        self, layer: InMemoryChannelLayer, channel: str, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(loop=loop)
+        self._layer = layer
+        self._channel = channel
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        self._layer._forget(self._channel, self)
+        return True
+
+    def __await__(self) -> Generator[Any, None, LayerMessage]:
+        try:
+            return (yield from super().__await__())
+        except BaseException:
+            if self.done() and not self.cancelled() and self.exception() is None:
+                self._layer._give_back(self._channel, self.result())
+            raise
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """A channel layer in the memory of one process (Channels layer spec, in full).
+
+    Semantics, as in Channels' ``InMemoryChannelLayer`` unless said otherwise:
+
+    - Each channel is a FIFO queue. Several receivers on one channel each get distinct
+      messages, in the order they started waiting.
+    - ``send()`` raises ``ChannelFull`` when the channel holds its capacity of unread
+      messages. Capacity counts per full channel name, also for names with ``!``: the
+      spec shares it over the part before the ``!``, which all ``new_channel()`` names of
+      a layer have in common, so one consumer's backlog would refuse messages to all.
+    - A message unread after ``expiry`` seconds is dropped, counted in
+      ``stats.dropped_expired`` and ``asgi_gateway_layer_dropped_total{reason="expired"}``,
+      no longer counts against capacity, and its channel leaves every group (spec,
+      Persistence).
+    - A group membership ends ``group_expiry`` seconds after its latest ``group_add``.
+    - ``group_send`` never raises ``ChannelFull``: a full member is skipped, counted in
+      ``stats.dropped_full`` and ``asgi_gateway_layer_dropped_total{reason="full"}``, and
+      logged at debug level.
+    - Senders and receivers never share mutable state: messages are copied on send, and
+      once per member on ``group_send``.
+
+    Args:
+        expiry: Seconds a message may wait unread.
+        group_expiry: Seconds a group membership lasts after its latest ``group_add``.
+        capacity: Unread messages a channel holds before ``ChannelFull``.
+        channel_capacity: Capacity per channel name pattern (glob str or ``re.Pattern``).
+
+    Raises:
+        LayerError: An option out of range (see ``BaseChannelLayer``).
+    """
+
+    metrics_name: ClassVar[str] = "memory"
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[str | Pattern[str], int] | None = None,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            group_expiry=group_expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+        )
+        # Unread messages as (expires_at, message), oldest first; never an empty deque.
+        self._queues: dict[str, deque[tuple[float, LayerMessage]]] = {}
+        # Pending receive() futures: the one receipt, or a list of several, oldest first
+        # (never an empty list; one idle consumer's channel then costs no list). A channel
+        # never has both unread messages and a live receiver.
+        self._waiters: dict[str, _Receipt | list[_Receipt]] = {}
+        # group -> {channel: joined_at}, in order of the latest group_add.
+        self._groups: dict[str, dict[str, float]] = {}
+        self._valid_channels: set[str] = set()
+        self._capacities: dict[str, int] = {}
+        self._min_capacity = min([self.capacity, *(cap for _, cap in self.channel_capacity)])
+        self._next_sweep = monotonic() + self.expiry
+        self._client_id = "".join(random.choices(_LETTERS, k=8))
+        self._dropped_full = DROPPED_MESSAGES.labels(layer=self.metrics_name, reason="full")
+        self._dropped_expired = DROPPED_MESSAGES.labels(layer=self.metrics_name, reason="expired")
+
+    # -- channels ------------------------------------------------------------------------
+
+    async def send(self, channel: str, message: LayerMessage) -> None:
+        """Send a message to a channel (Channels layer spec: ``send``).
+
+        Args:
+            channel: The channel name.
+            message: A dict with a str ``"type"`` key; the receiver gets a copy.
+
+        Raises:
+            InvalidName: A bad channel name (a ``TypeError``, as in Channels).
+            InvalidMessage: Not a dict with a str ``"type"``, or cyclic.
+            ChannelFull: The channel holds its capacity of unread messages.
+        """
+        if message.__class__ is not dict or message.get("type").__class__ is not str:
+            require_valid_message(message)
+        if channel.__class__ is not str or channel not in self._valid_channels:
+            self._learn_channel(channel)
+        now = monotonic()
+        if not self._put(channel, self._copy(message), now):
+            raise ChannelFull(
+                f"channel {channel!r} is full: {self._capacity_of(channel)} unread messages"
+            )
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def receive(self, channel: str) -> asyncio.Future[LayerMessage]:
+        """Receive the next message on a channel (Channels layer spec: ``receive``).
+
+        Awaitable, like the spec's coroutine, but a plain method that returns a future, so
+        a waiting receiver costs one future and no task. The future is already resolved
+        when a message is waiting. Call it only to await the result: the message is taken
+        from the channel for this future. Cancelling the future (or the task awaiting it)
+        leaves the message in the channel.
+
+        Args:
+            channel: The channel name, e.g. one from ``new_channel()``.
+
+        Returns:
+            A future of the message (a fresh copy nobody else holds).
+
+        Raises:
+            InvalidName: A bad channel name (a ``TypeError``, as in Channels).
+            RuntimeError: No running event loop.
+        """
+        if channel.__class__ is not str or channel not in self._valid_channels:
+            self._learn_channel(channel)
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(channel)
+        if queue is not None:
+            now = monotonic()
+            if queue[0][0] <= now:
+                self._expire(channel, queue, now)
+            if queue:
+                message = queue.popleft()[1]
+                if not queue:
+                    del self._queues[channel]
+                future = loop.create_future()
+                future.set_result(message)
+                return future
+            del self._queues[channel]
+        receipt = _Receipt(self, channel, loop)
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            self._waiters[channel] = receipt
+        elif isinstance(waiters, list):
+            waiters.append(receipt)
+        else:
+            self._waiters[channel] = [waiters, receipt]
+        return receipt
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """Return a new process-specific channel name (Channels layer spec: ``new_channel``).
+
+        Args:
+            prefix: The start of the name.
+
+        Returns:
+            ``f"{prefix}{layer id}!{12 random letters}"``, e.g. ``"specific.hKqzPwLe!aBc..."``;
+            the part before ``!`` is the same for every name of this layer.
+
+        Raises:
+            InvalidName: The prefix makes an invalid channel name.
+        """
+        local = "".join(random.choices(_LETTERS, k=12))
+        return require_valid_channel_name(f"{prefix}{self._client_id}!{local}")
+
+    # -- groups extension ----------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add a channel to a group, or renew its membership (spec: ``group_add``).
+
+        Args:
+            group: The group name.
+            channel: The channel name.
+
+        Raises:
+            InvalidName: A bad group or channel name.
+        """
+        require_valid_group_name(group)
+        if channel.__class__ is not str or channel not in self._valid_channels:
+            self._learn_channel(channel)
+        members = self._groups.get(group)
+        if members is None:
+            members = self._groups[group] = {}
+        else:
+            members.pop(channel, None)  # re-insert at the end: members stay in time order
+        members[channel] = monotonic()
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove a channel from a group; nothing happens if it is not in it (spec).
+
+        Args:
+            group: The group name.
+            channel: The channel name.
+
+        Raises:
+            InvalidName: A bad group or channel name.
+        """
+        require_valid_group_name(group)
+        if channel.__class__ is not str or channel not in self._valid_channels:
+            self._learn_channel(channel)
+        members = self._groups.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self._groups[group]
+
+    async def group_send(self, group: str, message: LayerMessage) -> None:
+        """Send a message to every channel in a group (spec: ``group_send``).
+
+        A member at capacity is skipped and the drop counted (``stats.dropped_full``,
+        ``asgi_gateway_layer_dropped_total{reason="full"}``); never raises ``ChannelFull``.
+
+        Args:
+            group: The group name.
+            message: A dict with a str ``"type"`` key; each member gets its own copy.
+
+        Raises:
+            InvalidName: A bad group name.
+            InvalidMessage: Not a dict with a str ``"type"``, or cyclic.
+        """
+        if message.__class__ is not dict or message.get("type").__class__ is not str:
+            require_valid_message(message)
+        require_valid_group_name(group)
+        now = monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        members = self._groups.get(group)
+        if members is None:
+            return
+        if next(iter(members.values())) <= now - self.group_expiry:
+            self._expire_members(group, members, now)
+        channels = tuple(members)
+        if not channels:
+            return
+        base = self._copy(message)
+        copier = copier_for(base)  # reads the shape once, then copies per member
+        last = channels[-1]
+        waiters, queues = self._waiters, self._queues
+        expires_at = now + self.expiry
+        for channel in channels:
+            copied = base if channel is last else copier(base)
+            # The two common cases inline: a waiting receiver, or a channel with no backlog.
+            if channel in waiters:
+                if self._put_to_waiter(channel, copied):
+                    continue
+            elif channel not in queues:
+                queues[channel] = deque(((expires_at, copied),))
+                continue
+            if not self._put(channel, copied, now):
+                self.stats.dropped_full += 1
+                self._dropped_full.inc()
+                logger.debug(
+                    "group_send to group %r: channel %r is full, message dropped", group, channel
+                )
+
+    # -- flush extension and lifetime ----------------------------------------------------
+
+    async def flush(self) -> None:
+        """Drop every message and every group (spec: ``flush``).
+
+        Pending receivers keep waiting and get messages sent after the flush.
+        """
+        self._queues.clear()
+        self._groups.clear()
+
+    async def close(self) -> None:
+        """Drop every message and group, and fail pending receivers.
+
+        Each pending ``receive()`` raises ``LayerError``, so no consumer waits forever on a
+        layer that is gone. The layer stays usable, like Channels' layers after ``close()``.
+        """
+        waiters = [
+            receipt
+            for receipts in self._waiters.values()
+            for receipt in (receipts if isinstance(receipts, list) else (receipts,))
+        ]
+        self._waiters.clear()
+        self._queues.clear()
+        self._groups.clear()
+        for receipt in waiters:
+            if not receipt.done():
+                receipt.set_exception(LayerError("the channel layer was closed"))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _learn_channel(self, channel: object) -> None:
+        name = require_valid_channel_name(channel)
+        if len(self._valid_channels) >= _NAME_CACHE_SIZE:
+            self._valid_channels.clear()
+        self._valid_channels.add(name)
+
+    def _copy(self, message: LayerMessage) -> LayerMessage:
+        try:
+            return copy_message(message)
+        except NestingError:
+            raise InvalidMessage(
+                f"message is cyclic or nested too deeply to copy: {message!r:.200}"
+            ) from None
+
+    def _capacity_of(self, channel: str) -> int:
+        if not self.channel_capacity:
+            return self.capacity
+        capacity = self._capacities.get(channel)
+        if capacity is None:
+            if len(self._capacities) >= _NAME_CACHE_SIZE:
+                self._capacities.clear()
+            capacity = self._capacities[channel] = self.get_capacity(channel)
+        return capacity
+
+    def _put(self, channel: str, message: LayerMessage, now: float) -> bool:
+        """Hand a message to a waiting receiver, or queue it; False when the channel is full."""
+        if channel in self._waiters and self._put_to_waiter(channel, message):
+            return True
+        queue = self._queues.get(channel)
+        if queue is None:
+            self._queues[channel] = deque(((now + self.expiry, message),))
+            return True
+        if queue[0][0] <= now:
+            self._expire(channel, queue, now)
+        size = len(queue)
+        if size >= self._min_capacity and size >= self._capacity_of(channel):
+            return False
+        queue.append((now + self.expiry, message))
+        return True
+
+    def _give_back(self, channel: str, message: LayerMessage) -> None:
+        """Return a message whose receiver was cancelled after it was handed over."""
+        if self._put_to_waiter(channel, message):
+            return
+        queue = self._queues.get(channel)
+        expires_at = monotonic() + self.expiry
+        if queue is None:
+            self._queues[channel] = deque(((expires_at, message),))
+        else:  # at the head, keeping expiry times in order
+            queue.appendleft((min(expires_at, queue[0][0]), message))
+
+    def _put_to_waiter(self, channel: str, message: LayerMessage) -> bool:
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            return False
+        if not isinstance(waiters, list):
+            del self._waiters[channel]
+            if waiters.done():
+                return False
+            waiters.set_result(message)
+            return True
+        while waiters:
+            receipt = waiters.pop(0)
+            if not receipt.done():
+                receipt.set_result(message)
+                if not waiters:
+                    del self._waiters[channel]
+                return True
+        del self._waiters[channel]
+        return False
+
+    def _forget(self, channel: str, receipt: _Receipt) -> None:
+        """Withdraw a cancelled receiver from its channel."""
+        waiters = self._waiters.get(channel)
+        if waiters is receipt:
+            del self._waiters[channel]
+        elif isinstance(waiters, list) and receipt in waiters:
+            waiters.remove(receipt)
+            if not waiters:
+                del self._waiters[channel]
+
+    def _expire(self, channel: str, queue: deque[tuple[float, LayerMessage]], now: float) -> None:
+        """Drop a channel's expired messages (the caller drops the queue if it empties)."""
+        if self._drop_expired(channel, queue, now):
+            self._leave_groups({channel})
+
+    def _drop_expired(
+        self, channel: str, queue: deque[tuple[float, LayerMessage]], now: float
+    ) -> bool:
+        dropped = 0
+        while queue and queue[0][0] <= now:
+            queue.popleft()
+            dropped += 1
+        if not dropped:
+            return False
+        self.stats.dropped_expired += dropped
+        self._dropped_expired.inc(dropped)
+        logger.debug("channel %r: %d unread message(s) expired", channel, dropped)
+        return True
+
+    def _leave_groups(self, channels: set[str]) -> None:
+        """Remove channels from every group (spec, Persistence: a message expired on them)."""
+        for group, members in list(self._groups.items()):
+            for channel in channels:
+                members.pop(channel, None)
+            if not members:
+                del self._groups[group]
+
+    def _expire_members(self, group: str, members: dict[str, float], now: float) -> None:
+        limit = now - self.group_expiry
+        expired = []
+        for channel, joined_at in members.items():
+            if joined_at > limit:
+                break
+            expired.append(channel)
+        for channel in expired:
+            del members[channel]
+        if not members:
+            self._groups.pop(group, None)
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired messages and memberships everywhere; runs once per ``expiry``."""
+        self._next_sweep = now + self.expiry
+        expired = set()
+        for channel, queue in list(self._queues.items()):
+            if self._drop_expired(channel, queue, now):
+                expired.add(channel)
+                if not queue:
+                    del self._queues[channel]
+        if expired:
+            self._leave_groups(expired)
+        for group, members in list(self._groups.items()):
+            self._expire_members(group, members, now)
