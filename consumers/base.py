@@ -1,0 +1,390 @@
+"""Consumers: one instance per scope, methods named after event types, a channel layer.
+
+The model is Channels' ``consumer.py``, with four differences:
+
+- the channel layer is passed in (``as_asgi(channel_layer=...)``, a class attribute, or the
+  gateway's ``scope["channel_layer"]``), never a global configured from settings;
+- an event type without a handler is logged and skipped instead of ending the consumer;
+- the scope's ``<protocol>.disconnect`` event ends the consumer after its handler (if any)
+  ran, even if the handler does not raise ``StopConsumer``: nothing follows it, and our
+  gateway answers every later ``receive()`` with it again;
+- an idle consumer costs no Task of its own: the scope's ``receive()`` and the layer's
+  ``receive(channel_name)`` are waited on together through one waiter Future (our gateway's
+  and our layer's both return Futures; a coroutine from any other server or layer is wrapped
+  in a Task, which is correct but costs that Task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
+
+if TYPE_CHECKING:
+    from gateways.types import Message, Receive, Scope, Send
+
+__all__ = [
+    "AsyncConsumer",
+    "ConsumerApp",
+    "ConsumerError",
+    "StopConsumer",
+    "SyncConsumer",
+    "get_handler_name",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerError(ValueError):
+    """Base error of the consumers package: a bad event type, topic pattern, route or QoS.
+
+    A ``ValueError``: every case is a value that cannot be used; the message quotes it.
+    """
+
+
+class StopConsumer(Exception):
+    """Raise in a handler to end the consumer instance cleanly (as in Channels)."""
+
+
+def get_handler_name(message: Message) -> str:
+    """The name of the method that handles ``message``: its type with ``.`` as ``_``.
+
+    ``{"type": "mqtt.message"}`` is handled by ``mqtt_message``.
+
+    Args:
+        message: An event or channel layer message, a mapping with a str ``"type"``.
+
+    Returns:
+        The handler's method name.
+
+    Raises:
+        ConsumerError: (a ``ValueError``) no str ``"type"``, or a type starting with ``_``
+            (which would name a private method).
+    """
+    kind = message.get("type") if hasattr(message, "get") else None
+    if not isinstance(kind, str):
+        raise ConsumerError(f"message has no str 'type': {_preview(message)}")
+    if kind.startswith("_"):
+        raise ConsumerError(f"message type {kind!r} starts with '_'; refusing to dispatch it")
+    return kind.replace(".", "_")
+
+
+def _preview(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _Waiter(asyncio.Future[None]):
+    """A Future that is also the done-callback resolving it: nothing else to allocate."""
+
+    __slots__ = ()
+
+    def __call__(self, _done: asyncio.Future[Any]) -> None:
+        if not self.done():
+            self.set_result(None)
+
+    @classmethod
+    def first_of(cls, first: asyncio.Future[Any], second: asyncio.Future[Any]) -> _Waiter:
+        """A waiter done when ``first`` or ``second`` is; the caller removes it from both."""
+        waiter = cls(loop=first.get_loop())
+        context = _callback_context()
+        first.add_done_callback(waiter, context=context)
+        second.add_done_callback(waiter, context=context)
+        return waiter
+
+
+_local = threading.local()
+
+
+def _callback_context() -> contextvars.Context:
+    # add_done_callback() copies the current context unless given one: 64 bytes per callback
+    # per idle consumer. _Waiter needs no context variables, so every callback of a thread
+    # shares one (callbacks of one thread never run nested, so it is never entered twice).
+    try:
+        return _local.context  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.context = context = contextvars.Context()
+        return context
+
+
+async def _fail(exc: BaseException) -> None:
+    raise exc
+
+
+async def _done() -> None:
+    pass
+
+
+async def _leave_groups(layer: Any, groups: Sequence[str], channel_name: str) -> None:
+    for group in groups:
+        try:
+            await layer.group_discard(group, channel_name)
+        except Exception:
+            logger.exception("could not leave group %r with channel %r", group, channel_name)
+
+
+#: ``scope`` until the instance is called with its own (shared: never mutate it).
+_NO_SCOPE: Scope = {}
+
+
+async def _unset_send(message: Message) -> None:
+    raise ConsumerError("send() called before the consumer was given its scope")
+
+
+class ConsumerApp:
+    """The ASGI 3 application ``Consumer.as_asgi()`` returns: one consumer per scope.
+
+    Attributes:
+        consumer_class: The consumer class.
+        consumer_initkwargs: The keyword arguments given to ``as_asgi``.
+    """
+
+    def __init__(self, consumer_class: type[AsyncConsumer], initkwargs: dict[str, Any]) -> None:
+        self.consumer_class = consumer_class
+        self.consumer_initkwargs = initkwargs
+        self.__name__ = consumer_class.__name__
+        self.__qualname__ = consumer_class.__qualname__
+        self.__doc__ = consumer_class.__doc__
+
+    def __repr__(self) -> str:
+        return f"<ConsumerApp {self.consumer_class.__qualname__}>"
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # A plain function returning the instance's coroutine: no coroutine frame of its own
+        # (some 300 bytes per live scope). Marked below so that asyncio and asgiref treat it
+        # as the coroutine function it behaves as.
+        try:
+            consumer = self.consumer_class(**self.consumer_initkwargs)
+        except Exception as exc:
+            # Raise it from the awaitable, where the server expects the application's errors.
+            return _fail(exc)
+        return consumer(scope, receive, send)
+
+    __call__ = markcoroutinefunction(__call__)
+    _asgi_single_callable = True
+
+
+class AsyncConsumer:
+    """Base consumer: an ASGI application whose events go to methods named after their type.
+
+    Use ``Consumer.as_asgi()`` as the application. Each scope gets a fresh instance, which:
+
+    1. sets ``self.scope`` and ``self.channel_layer`` (see below);
+    2. with a layer, gets ``self.channel_name`` from ``layer.new_channel()`` and joins every
+       group in ``groups`` (``group_add``), before dispatching any event;
+    3. dispatches the scope's events and the messages sent to its channel name, each source
+       in arrival order, to ``dispatch`` (``mqtt.message`` goes to ``mqtt_message``);
+    4. ends when a handler raises ``StopConsumer`` or the application is cancelled, and then
+       leaves its groups (``group_discard``), shielded from cancellation, whatever the exit.
+
+    The channel layer is the first of: ``as_asgi(channel_layer=...)``, the class attribute
+    ``channel_layer``, ``scope["channel_layer"]`` (the gateway puts the daemon's layer
+    there). With none, ``channel_name`` stays ``None`` and ``groups`` are not joined.
+
+    An event type without a handler, or a message without a usable type, is logged (warning)
+    and skipped; the consumer goes on. The scope's ``*.disconnect`` event is the last one:
+    the consumer ends after dispatching it, or at once when it has no handler.
+
+    An idle instance (with a layer and a group) costs some 750 bytes here (the instance, its
+    coroutine, one waiter Future); it creates no Task when ``receive()`` and the layer's
+    ``receive()`` return Futures, as ours do.
+
+    Attributes:
+        groups: Group names to join for the consumer's whole life (Channels layer spec).
+        channel_layer: A layer with the Channels layer API, or ``None``.
+        channel_name: This instance's channel name on the layer, or ``None``.
+        scope: The scope of this instance.
+    """
+
+    groups: Sequence[str] = ()
+    channel_layer: Any = None
+    channel_name: str | None = None
+    scope: Scope
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Every attribute the base sets is set here first: CPython keeps attributes known when
+        # an instance is made inline, while those added later to instances made in a burst
+        # (a gateway opening many scopes) cost each instance a dict of some 270 bytes.
+        # Subclasses keeping per-scope state save the same by setting it in __init__.
+        self.scope = _NO_SCOPE
+        self.base_send: Send = _unset_send
+        self.channel_layer = type(self).channel_layer
+        self.channel_name = None
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> ConsumerApp:
+        """An ASGI 3 application that makes one instance of this class per scope.
+
+        Args:
+            **initkwargs: Attributes to set on each instance (e.g. ``channel_layer=layer``,
+                ``groups=["alerts"]``); each must already be an attribute of the class.
+
+        Returns:
+            The application, with ``consumer_class`` and ``consumer_initkwargs`` attributes.
+
+        Raises:
+            TypeError: A keyword is not an attribute of the class.
+        """
+        for key in initkwargs:
+            if not hasattr(cls, key):
+                raise TypeError(
+                    f"{cls.__qualname__}.as_asgi() got an unexpected keyword argument {key!r}: "
+                    "only attributes of the class can be set"
+                )
+        return ConsumerApp(cls, initkwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Memory matters here: this frame lives as long as the scope (100,000 idle consumers
+        # must fit in some 2 KB each), so it keeps few locals and waits without a Task.
+        self.scope = scope
+        self.base_send = send
+        layer = self.channel_layer
+        if layer is None:
+            layer = scope.get("channel_layer")
+            if layer is not None:
+                self.channel_layer = layer
+        try:
+            if layer is None:
+                while not await self._dispatch_event(await receive()):
+                    pass
+                return
+        except StopConsumer:
+            return
+        groups = self.groups
+        joined = False
+        event: asyncio.Future[Message] | None = None
+        message: asyncio.Future[Message] | None = None
+        done: asyncio.Future[Any]
+        try:
+            await self._join(layer, groups)
+            joined = True
+            # Keep each pending future across iterations (cancelling one could lose an event).
+            event = asyncio.ensure_future(receive())
+            message = asyncio.ensure_future(layer.receive(self.channel_name))
+            while True:
+                if not (event.done() or message.done()):
+                    done = _Waiter.first_of(event, message)
+                    await done
+                    event.remove_done_callback(done)
+                    message.remove_done_callback(done)
+                # Each source in arrival order; when both are ready, the scope's event first.
+                if event.done():
+                    done, event = event, None
+                    if await self._dispatch_event(done.result()):
+                        return
+                    event = asyncio.ensure_future(receive())
+                if message.done():
+                    done, message = message, None
+                    await self.dispatch(done.result())
+                    message = asyncio.ensure_future(layer.receive(self.channel_name))
+        except StopConsumer:
+            pass
+        finally:
+            await self._finish(event, message, layer, groups if joined else ())
+
+    def _finish(
+        self,
+        event: asyncio.Future[Message] | None,
+        message: asyncio.Future[Message] | None,
+        layer: Any,
+        groups: Sequence[str],
+    ) -> Awaitable[None]:
+        """Cancel what still waits, then leave ``groups``, shielded from cancellation."""
+        if event is not None:
+            event.cancel()
+        if message is not None:
+            message.cancel()
+        if not groups:
+            return _done()
+        return asyncio.shield(_leave_groups(layer, groups, str(self.channel_name)))
+
+    async def _join(self, layer: Any, groups: Sequence[str]) -> None:
+        channel_name = self.channel_name = await layer.new_channel()
+        joined = 0
+        try:
+            for group in groups:
+                await layer.group_add(group, channel_name)
+                joined += 1
+        except BaseException:
+            if joined:
+                await asyncio.shield(_leave_groups(layer, groups[:joined], channel_name))
+            raise
+
+    async def _dispatch_event(self, event: Message) -> bool:
+        """Dispatch one event of the scope; True when it was the last (``*.disconnect``).
+
+        The disconnect event ends the consumer after its handler ran, or at once when there
+        is none: nothing follows it, and a server may repeat it to every later ``receive()``.
+        """
+        kind = event.get("type")
+        last = isinstance(kind, str) and kind.endswith(".disconnect")
+        if not last or callable(getattr(self, str(kind).replace(".", "_"), None)):
+            await self.dispatch(event)
+        return last
+
+    async def dispatch(self, message: Message) -> None:
+        """Call the handler of ``message`` (see ``get_handler_name``), or log and skip it."""
+        handler = self._handler(message)
+        if handler is not None:
+            await handler(message)
+
+    def _handler(self, message: Message) -> Callable[[Message], Any] | None:
+        try:
+            name = get_handler_name(message)
+        except ConsumerError as exc:
+            self._log_skipped(str(exc))
+            return None
+        handler = getattr(self, name, None)
+        if not callable(handler):
+            self._log_skipped(f"no handler {name!r} for event type {message['type']!r}")
+            return None
+        return handler  # type: ignore[no-any-return]
+
+    def _log_skipped(self, why: str) -> None:
+        scope = getattr(self, "scope", {})
+        logger.warning(
+            "%s: %s (scope type %r, gateway %r, scope key %r); skipped",
+            type(self).__qualname__,
+            why,
+            scope.get("type"),
+            scope.get("gateway"),
+            scope.get("scope_key"),
+        )
+
+    async def send(self, message: Message) -> None:
+        """Send an event to the gateway (the ASGI ``send``)."""
+        await self.base_send(message)
+
+
+class SyncConsumer(AsyncConsumer):
+    """A consumer whose handlers are plain functions, run in a thread.
+
+    Handlers run through asgiref's ``sync_to_async`` (``thread_sensitive=True``: one thread,
+    so handlers may use thread-bound resources such as a Django database connection);
+    ``send`` is synchronous. Use the channel layer from a handler through ``async_to_sync``::
+
+        class Relay(SyncConsumer):
+            groups = ["alerts"]
+
+            def mqtt_message(self, message):
+                async_to_sync(self.channel_layer.group_send)(
+                    "alerts", {"type": "alert", "text": message["payload"].decode()}
+                )
+    """
+
+    async def dispatch(self, message: Message) -> None:
+        """Run the handler of ``message`` in a thread, or log and skip it."""
+        handler = self._handler(message)
+        if handler is not None:
+            await sync_to_async(handler)(message)
+
+    def send(self, message: Message) -> None:  # type: ignore[override]
+        """Send an event to the gateway, from a handler's thread."""
+        async_to_sync(self.base_send)(message)
