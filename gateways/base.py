@@ -34,6 +34,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import OrderedDict, deque
 from typing import Any, ClassVar
@@ -63,6 +64,15 @@ SCOPES_CRASHED = Counter(
     "asgi_gateway_scopes_crashed_total", "Application instances that raised.", ["gateway"]
 )
 SCOPES_LIVE = Gauge("asgi_gateway_scopes_live", "Live application instances.", ["gateway"])
+EVENTS_DROPPED = Counter(
+    "asgi_gateway_events_dropped_total",
+    "Events a gateway took from its transport but could not deliver, by reason.",
+    ["gateway", "reason"],
+)
+
+#: The context the gateway's done-callbacks run in. They read no context variable, and one
+#: shared context spares each scope a copy (``add_done_callback`` copies by default).
+_CALLBACK_CONTEXT = contextvars.Context()
 
 
 class GatewayError(Exception):
@@ -91,8 +101,9 @@ class GatewayOptions(OptionsModel):
 class ScopeInstance:
     """One scope's application instance and the events waiting for it.
 
-    ``receive`` and ``send`` are the ASGI callables handed to the application. ``receive()``
-    returns an ``asyncio.Future`` (already resolved when an event is waiting).
+    The instance itself is the ASGI ``receive`` callable handed to the application (one
+    object less per scope than a bound method), and ``send`` is its ``send`` method.
+    ``receive()`` returns an ``asyncio.Future``, already resolved when an event is waiting.
     """
 
     __slots__ = (
@@ -123,6 +134,10 @@ class ScopeInstance:
 
     def __repr__(self) -> str:
         return f"<ScopeInstance gateway={self.gateway.name!r} key={self.key!r}>"
+
+    def __call__(self) -> asyncio.Future[Message]:
+        """The ASGI ``receive``: see ``receive``."""
+        return self.receive()
 
     # -- the application's side --------------------------------------------------------
 
@@ -235,8 +250,14 @@ class Gateway(abc.ABC):
         self._disconnect_type = f"{self.protocol}.disconnect"
         #: Live instances by scope key, least recently used first.
         self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
-        #: Every instance whose task has not finished, live or ending.
-        self._running: set[ScopeInstance] = set()
+        #: Instances ended (disconnect event sent) whose task has not finished, by task.
+        self._ending: dict[asyncio.Task[None], ScopeInstance] = {}
+        #: A coarse clock (seconds, the loop's time), advanced by the idle sweep: every scope
+        #: active since the last tick shares this one float instead of keeping its own.
+        self._clock = 0.0
+        #: One bound method for every task (each ``self._task_done`` would be a new object).
+        self._task_done_callback = self._task_done
+        self._stopping_drops = 0
         self._accepting = False
         self._sweeper: asyncio.Task[None] | None = None
         self._failed: asyncio.Future[None] | None = None
@@ -271,10 +292,18 @@ class Gateway(abc.ABC):
         """Start serving: the idle sweep, then the transport."""
         loop = asyncio.get_running_loop()
         self._failed = loop.create_future()
+        self._clock = loop.time()
         self._accepting = True
         if self.options.idle_timeout is not None:
             self._sweeper = loop.create_task(self._sweep(self.options.idle_timeout))
-        await self.start_transport()
+        try:
+            await self.start_transport()
+        except BaseException:
+            self._accepting = False
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
+            raise
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking events, end every scope (reason ``"shutdown"``) and drain.
@@ -292,7 +321,7 @@ class Gateway(abc.ABC):
             self._sweeper = None
         for instance in list(self.instances.values()):
             self.end(instance, "shutdown")
-        tasks = [i.task for i in self._running if i.task is not None]
+        tasks = list(self._ending)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
             if pending:
@@ -306,6 +335,12 @@ class Gateway(abc.ABC):
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
+        if self._stopping_drops:
+            logger.warning(
+                "Gateway %r dropped %d events that arrived while it was stopping",
+                self.name,
+                self._stopping_drops,
+            )
         await self.close_transport()
 
     def fail(self, exc: BaseException) -> None:
@@ -335,16 +370,15 @@ class Gateway(abc.ABC):
         while len(self.instances) >= self.options.max_scopes:
             self.end(next(iter(self.instances.values())), "evicted")
         instance = ScopeInstance(self, key, scope)
-        instance.last_event = asyncio.get_running_loop().time()
-        instance._deliver(self.connect_event.copy())
-        task = asyncio.get_running_loop().create_task(
-            self.application(scope, instance.receive, instance.send),  # type: ignore[arg-type]
-            name=f"{self.name}:{key}",
-        )
+        instance.last_event = self._clock
+        instance._deliver(dict(self.connect_event))
+        coroutine = self.application(scope, instance, instance.send)
+        # Named after the scope key (a string that exists already; 3.11 would format a
+        # "Task-N" per task), which also lets the done-callback find a live instance.
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine, name=key)  # type: ignore[arg-type]
         instance.task = task
-        task.add_done_callback(lambda t, i=instance: self._instance_done(i, t))  # type: ignore[misc]
+        task.add_done_callback(self._task_done_callback, context=_CALLBACK_CONTEXT)
         self.instances[key] = instance
-        self._running.add(instance)
         self._opened.inc()
         self._live.inc()
         return instance
@@ -367,19 +401,17 @@ class Gateway(abc.ABC):
         instance = self.instances.get(key)
         if instance is None:
             if not self._accepting:
-                logger.warning(
-                    "Gateway %r is stopping: dropped a %s event for scope %r",
-                    self.name,
-                    event.get("type"),
-                    key,
-                )
+                # Logged once, with the count, when stop() ends: a busy transport would
+                # otherwise flood the log.
+                self._stopping_drops += 1
+                EVENTS_DROPPED.labels(self.name, "stopping").inc()
                 return
             if scope is None:
                 raise GatewayError(f"no live scope {key!r} on gateway {self.name!r} to deliver to")
             instance = self.open_scope(key, scope)
         else:
             self.instances.move_to_end(key)
-            instance.last_event = asyncio.get_running_loop().time()
+            instance.last_event = self._clock
         await instance.put(event)
 
     def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
@@ -390,6 +422,7 @@ class Gateway(abc.ABC):
         if self.instances.get(instance.key) is instance:
             del self.instances[instance.key]
             self._live.dec()
+        self._ending[instance.task] = instance
         SCOPES_ENDED.labels(self.name, reason).inc()
         logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
         instance._put_final({"type": self._disconnect_type, "reason": reason})
@@ -397,8 +430,18 @@ class Gateway(abc.ABC):
             self.options.disconnect_grace, instance.task.cancel
         )
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        instance = self._ending.pop(task, None)
+        if instance is None:
+            instance = self.instances.get(task.get_name())
+            if instance is None or instance.task is not task:
+                # The application renamed its task: find it the slow way.
+                instance = next((i for i in self.instances.values() if i.task is task), None)
+                if instance is None:
+                    return
+        self._instance_done(instance, task)
+
     def _instance_done(self, instance: ScopeInstance, task: asyncio.Task[None]) -> None:
-        self._running.discard(instance)
         if instance.grace_handle is not None:
             instance.grace_handle.cancel()
         if self.instances.get(instance.key) is instance:
@@ -426,12 +469,17 @@ class Gateway(abc.ABC):
             )
 
     async def _sweep(self, idle_timeout: float) -> None:
-        """End scopes idle for ``idle_timeout`` seconds, oldest first, a few times a period."""
+        """Advance the clock and end scopes idle for ``idle_timeout`` seconds, oldest first.
+
+        A scope's last event is known to within one tick (``interval``), so a scope ends
+        after between ``idle_timeout`` and ``idle_timeout + 2 * interval`` seconds of quiet.
+        """
         loop = asyncio.get_running_loop()
         interval = min(max(idle_timeout / 4, 0.01), 5.0)
         while True:
             await asyncio.sleep(interval)
-            deadline = loop.time() - idle_timeout
+            self._clock = loop.time()
+            deadline = self._clock - idle_timeout - interval
             while self.instances:
                 oldest = next(iter(self.instances.values()))
                 if oldest.last_event > deadline:

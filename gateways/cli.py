@@ -1,0 +1,90 @@
+"""The ``asgi-gateway`` command: a thin click layer over ``config`` and ``Daemon``.
+
+Exit codes: 0 after a graceful stop (SIGINT/SIGTERM) or a passing ``check``; 1 when a
+gateway fails while serving; 2 when the file or the command line is invalid (click's own
+usage errors are 2 as well).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from config import ConfigError, load_config
+from gateways.base import GatewayError
+from gateways.server import Daemon
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+logger = logging.getLogger("gateways.cli")
+
+#: Libraries that log every state change at INFO; quiet unless the file says otherwise.
+QUIET_LOGGERS = {"amqtt": "WARNING", "transitions": "WARNING"}
+
+CONFIG_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _prepare_import_path(config_file: Path) -> None:
+    """Put the current directory and the YAML file's directory on ``sys.path``, so
+    ``application: app:application`` finds ``app.py`` beside the file (uvicorn adds the
+    current directory likewise)."""
+    for folder in (Path.cwd(), config_file.resolve().parent):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def _build(config_file: Path, log_level: str | None) -> Daemon:
+    try:
+        config = load_config(config_file)
+        if log_level is not None:
+            config.logging.level = log_level.upper()
+        for name, level in QUIET_LOGGERS.items():
+            config.logging.loggers.setdefault(name, level)
+        config.logging.apply()
+        _prepare_import_path(config_file)
+        return Daemon.from_config(config)
+    except ConfigError as exc:
+        click.echo(f"asgi-gateway: invalid configuration\n{exc}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="asgi-gateway")
+def main() -> None:
+    """A gateway daemon for MQTT devices and chat platforms, serving ASGI applications."""
+
+
+@main.command()
+@click.argument("config_file", type=CONFIG_FILE)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Overrides logging.level of the file.",
+)
+def run(config_file: Path, log_level: str | None) -> None:
+    """Run the gateways that CONFIG_FILE describes until SIGINT or SIGTERM."""
+    daemon = _build(config_file, log_level)
+    try:
+        asyncio.run(daemon.serve(handle_signals=True))
+    except GatewayError as exc:
+        logger.error("asgi-gateway stopped on a failure: %s", exc)
+        sys.exit(EXIT_FAILED)
+    except asyncio.CancelledError:
+        logger.warning("asgi-gateway stopped without draining (second signal)")
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("config_file", type=CONFIG_FILE)
+def check(config_file: Path) -> None:
+    """Validate CONFIG_FILE, import its application and gateways, and start nothing."""
+    daemon = _build(config_file, None)
+    names = ", ".join(f"{g.name} ({g.protocol})" for g in daemon.gateways)
+    click.echo(f"{config_file}: OK; gateways: {names}")
