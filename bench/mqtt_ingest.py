@@ -1,0 +1,166 @@
+"""Messages per second from Mosquitto to a consumer handler, beside a bare aiomqtt loop.
+
+One Mosquitto (started here on a free loopback port) and one publisher process sending N
+QoS 0 messages over 100 topics as fast as it can. Two subscribers take turns, each in the
+same process and run:
+
+- bare: ``async for message in client.messages`` with aiomqtt, counting;
+- ours: ``MQTTGateway`` with one scope per topic (100 scopes) and an ``MqttConsumer`` whose
+  ``receive`` counts.
+
+The rate is messages over the time from the first to the last message received; lost is N
+minus received. Each side runs ``--rounds`` times, alternating; the best round counts.
+
+    python bench/mqtt_ingest.py                 # 100,000 messages, 3 rounds
+    python bench/mqtt_ingest.py -n 20000 --rounds 1
+
+Target (issue 2): ours at least 0.6 of bare, nothing lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from typing import Any
+
+import aiomqtt
+
+from gateways.testing import Mosquitto
+
+TOPICS = 100
+TARGET_RATIO = 0.6
+PAYLOAD = b'{"temperature": 21.5, "humidity": 40, "battery": 97}'
+
+
+def publish(host: str, port: int, n: int) -> None:
+    """The publisher process: N QoS 0 messages round-robin over TOPICS topics."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    for i in range(n):
+        client.publish(f"bench/{i % TOPICS}", PAYLOAD, qos=0)
+    # QoS 0 has no acknowledgement: wait until paho's out queue has drained to the socket.
+    while client.want_write():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
+class Counter:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = asyncio.Event()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.count == 0:
+            self.first = now
+        self.count += 1
+        self.last = now
+        if self.count == self.n:
+            self.done.set()
+
+    async def wait(self, quiet: float = 2.0) -> None:
+        """Until N arrived, or nothing new came for ``quiet`` seconds."""
+        seen = -1
+        while not self.done.is_set() and seen != self.count:
+            seen = self.count
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.done.wait(), quiet)
+
+    def rate(self) -> float:
+        return (self.count - 1) / (self.last - self.first) if self.count > 1 else 0.0
+
+
+async def run_publisher(broker: Mosquitto, n: int) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--publish", broker.host, str(broker.port), str(n)
+    )
+    if await process.wait() != 0:
+        raise RuntimeError("the publisher failed")
+
+
+async def bare(broker: Mosquitto, n: int) -> Counter:
+    counter = Counter(n)
+    async with aiomqtt.Client(broker.host, broker.port, identifier="bench-bare") as client:
+        await client.subscribe("bench/+")
+
+        async def consume() -> None:
+            async for message in client.messages:
+                _ = (message.topic.value, message.payload)
+                counter.tick()
+
+        consumer = asyncio.create_task(consume())
+        await run_publisher(broker, n)
+        await counter.wait()
+        consumer.cancel()
+    return counter
+
+
+async def ours(broker: Mosquitto, n: int) -> Counter:
+    from consumers import MqttConsumer
+    from gateways.mqtt import MQTTGateway
+
+    counter = Counter(n)
+
+    class Count(MqttConsumer):
+        async def receive(self, message: Any) -> None:
+            counter.tick()
+
+    options = MQTTGateway.options_model(
+        broker=broker.url,
+        client_id="bench-ours",
+        subscriptions=[{"topic": "bench/+", "qos": 0}],
+        subscribe_routes=False,
+    )
+    gateway = MQTTGateway("bench", Count.as_asgi(), options)
+    await gateway.start()
+    await gateway.wait_connected(timeout=10)
+    await run_publisher(broker, n)
+    await counter.wait()
+    await gateway.stop(drain_timeout=5)
+    return counter
+
+
+async def main(n: int, rounds: int) -> None:
+    async with Mosquitto.started() as broker:
+        results: dict[str, list[Counter]] = {"bare": [], "ours": []}
+        for r in range(rounds):
+            for name, side in (("bare", bare), ("ours", ours)):
+                counter = await side(broker, n)
+                results[name].append(counter)
+                print(
+                    f"round {r + 1} {name:>4}: {counter.rate():9,.0f} msg/s, "
+                    f"received {counter.count:,} of {n:,}, lost {n - counter.count:,}"
+                )
+    best = {name: max(c.rate() for c in counters) for name, counters in results.items()}
+    lost = {name: max(n - c.count for c in counters) for name, counters in results.items()}
+    ratio = best["ours"] / best["bare"]
+    print()
+    print(
+        f"ours / bare aiomqtt = {ratio:.2f}  (ours {best['ours']:,.0f} msg/s, bare "
+        f"{best['bare']:,.0f} msg/s; target >= {TARGET_RATIO}: "
+        f"{'met' if ratio >= TARGET_RATIO else 'MISSED'})"
+    )
+    print(f"lost, worst round: ours {lost['ours']:,}, bare {lost['bare']:,}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--publish":
+        publish(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=100_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.rounds))

@@ -1,0 +1,245 @@
+"""The daemon end to end: ``python -m gateways run FILE`` as a subprocess against a real
+Mosquitto, with an outside MQTT client playing the devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "daemon_apps"
+
+
+class Daemon:
+    """``python -m gateways run <file>`` with its output collected."""
+
+    def __init__(self, config: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateways", "run", str(config)],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(APPS), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = ""
+
+    def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send ``sig`` (``None``: none, the daemon is stopping already) and wait for the exit."""
+        if sig is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        self.output += out.decode(errors="replace")
+        return self.process.returncode
+
+
+@pytest.fixture
+def run_daemon(mosquitto: Any) -> Iterator[Any]:
+    started: list[Daemon] = []
+
+    def start(config: Path, **env: str) -> Daemon:
+        daemon = Daemon(config, {"MQTT_URL": mosquitto.url, "LOG_LEVEL": "INFO", **env})
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop(signal.SIGKILL)
+
+
+@asynccontextmanager
+async def client(mosquitto: Any, *filters: str) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+        for topic_filter in filters:
+            await c.subscribe(topic_filter, qos=1)
+        yield c
+
+
+async def next_message(c: aiomqtt.Client, topic: str, timeout: float = 10) -> aiomqtt.Message:
+    async with asyncio.timeout(timeout):
+        async for message in c.messages:
+            if message.topic.value == topic:
+                return message
+    raise AssertionError("unreachable")
+
+
+async def until_reply(
+    c: aiomqtt.Client, topic: str, payload: bytes, reply_topic: str, timeout: float = 15
+) -> aiomqtt.Message:
+    """Publish until a reply comes: the daemon may still be connecting or reconnecting."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await c.publish(topic, payload, qos=1)
+            try:
+                return await next_message(c, reply_topic, timeout=0.5)
+            except TimeoutError:
+                continue
+
+
+async def test_echo_example_replies(mosquitto: Any, run_daemon: Any) -> None:
+    daemon = run_daemon(ROOT / "examples" / "echo.yaml")
+    async with client(mosquitto, "echo/+/reply") as c:
+        reply = await until_reply(c, "echo/alice", b"hello", "echo/alice/reply")
+        assert reply.payload == b"hello"
+        await c.publish("echo/bob", b"hi bob", qos=1)
+        assert (await next_message(c, "echo/bob/reply")).payload == b"hi bob"
+    assert daemon.stop() == 0
+
+
+def state(message: aiomqtt.Message) -> dict[str, Any]:
+    assert isinstance(message.payload, bytes)
+    result: dict[str, Any] = json.loads(message.payload)
+    return result
+
+
+async def test_thermostat_keeps_per_device_state_across_a_broker_restart(
+    mosquitto: Any, run_daemon: Any
+) -> None:
+    daemon = run_daemon(ROOT / "examples" / "thermostat" / "gateway.yaml")
+    async with client(mosquitto, "devices/+/state/reply") as c:
+        first = await until_reply(c, "devices/kitchen/get", b"", "devices/kitchen/state/reply")
+        assert state(first) == {"last": None, "avg": None, "count": 0}
+        await c.publish("devices/kitchen/telemetry", b'{"temperature": 21.5}', qos=1)
+        await c.publish("devices/kitchen/telemetry", b'{"temperature": 22.5}', qos=1)
+        await c.publish("devices/hall/telemetry", b'{"temperature": 18}', qos=1)
+        await c.publish("devices/kitchen/telemetry", b"not json", qos=1)
+        await c.publish("devices/kitchen/get", b"", qos=1)
+        reply = await next_message(c, "devices/kitchen/state/reply")
+        assert state(reply) == {"last": 22.5, "avg": 22.0, "count": 2}
+
+    # The retained state is there for a newcomer.
+    async with client(mosquitto, "devices/kitchen/state") as c:
+        retained = await next_message(c, "devices/kitchen/state")
+        assert retained.retain
+        assert state(retained) == {"last": 22.5, "avg": 22.0, "count": 2}
+
+    mosquitto.stop()
+    mosquitto.start()
+
+    # The daemon reconnects and the kitchen's consumer still holds its readings.
+    async with client(mosquitto, "devices/+/state/reply") as c:
+        await until_reply(c, "devices/kitchen/get", b"", "devices/kitchen/state/reply")
+        await c.publish("devices/kitchen/telemetry", b'{"temperature": 25.0}', qos=1)
+        await c.publish("devices/kitchen/get", b"", qos=1)
+        reply = await next_message(c, "devices/kitchen/state/reply")
+        assert state(reply) == {"last": 25.0, "avg": 23.0, "count": 3}
+    assert daemon.stop() == 0
+    assert "not json" not in daemon.output or "devices/kitchen/telemetry" in daemon.output
+
+
+async def test_a_crashing_consumer_ends_only_its_scope(
+    mosquitto: Any, run_daemon: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: crashy:application\n"
+        "gateways:\n"
+        "  workers:\n"
+        "    type: mqtt\n"
+        "    broker: ${MQTT_URL}\n"
+    )
+    daemon = run_daemon(config)
+    async with client(mosquitto, "work/+/done") as c:
+        await until_reply(c, "work/a", b"x", "work/a/done")
+        await until_reply(c, "work/b", b"x", "work/b/done")
+        await c.publish("work/b", b"boom", qos=1)
+        await c.publish("work/a", b"y", qos=1)
+        assert (await next_message(c, "work/a/done")).payload == b"2:y"
+        # b's consumer crashed: the next message opens a fresh instance (its count restarts).
+        await c.publish("work/b", b"z", qos=1)
+        assert (await next_message(c, "work/b/done")).payload == b"1:z"
+    assert daemon.stop() == 0
+    assert "worker b hit a bad payload" in daemon.output
+    assert "'workers'" in daemon.output
+    assert "'work/b'" in daemon.output
+
+
+async def test_sigterm_sends_every_scope_its_disconnect_then_exits_0(
+    mosquitto: Any, run_daemon: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: crashy:application\n"
+        "gateways:\n"
+        "  workers:\n"
+        "    type: mqtt\n"
+        "    broker: ${MQTT_URL}\n"
+    )
+    daemon = run_daemon(config)
+    async with client(mosquitto, "work/+/done", "bye/+") as c:
+        for name in ("a", "b", "c"):
+            await until_reply(c, f"work/{name}", b"x", f"work/{name}/done")
+        daemon.process.send_signal(signal.SIGTERM)
+        byes: dict[str, bytes] = {}
+        async with asyncio.timeout(15):
+            async for message in c.messages:
+                if message.topic.value.startswith("bye/"):
+                    assert isinstance(message.payload, bytes)
+                    byes[message.topic.value] = message.payload
+                    if len(byes) == 3:
+                        break
+    assert byes == {"bye/a": b"shutdown", "bye/b": b"shutdown", "bye/c": b"shutdown"}
+    assert daemon.stop(sig=None) == 0, daemon.output
+    assert "Received SIGTERM: stopping gracefully" in daemon.output
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateways", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(APPS)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_accepts_the_examples() -> None:
+    for example in ("examples/echo.yaml", "examples/thermostat/gateway.yaml"):
+        result = run_cli("check", example)
+        assert result.returncode == 0, result.stderr
+        assert "OK" in result.stdout
+
+
+def test_check_and_run_name_the_bad_key_and_its_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: crashy:application\n"
+        "gateways:\n"
+        "  workers:\n"
+        "    type: mqtt\n"
+        "    broker: mqtt://127.0.0.1:1\n"
+        "    keep_alive: 30\n"
+    )
+    for command in ("check", "run"):
+        result = run_cli(command, str(config))
+        assert result.returncode == 2
+        assert "gateway.yaml:6" in result.stderr
+        assert "gateways.workers.keep_alive" in result.stderr
+
+
+def test_run_names_an_application_that_cannot_be_imported(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: no_such_module:application\n"
+        "gateways:\n"
+        "  workers: {type: mqtt, broker: 'mqtt://127.0.0.1:1'}\n"
+    )
+    result = run_cli("run", str(config))
+    assert result.returncode == 2
+    assert "no_such_module" in result.stderr
