@@ -124,8 +124,7 @@ async def ours(broker: Mosquitto, n: int) -> Counter:
         subscribe_routes=False,
     )
     gateway = MQTTGateway("bench", Count.as_asgi(), options)
-    await gateway.start()
-    await gateway.wait_connected(timeout=10)
+    await gateway.start()  # returns once the broker acknowledged the subscription
     await run_publisher(broker, n)
     await counter.wait()
     await gateway.stop(drain_timeout=5)

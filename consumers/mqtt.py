@@ -9,7 +9,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
 from pydantic import BaseModel, ValidationError
 
 from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
@@ -205,6 +205,14 @@ class JsonMqttConsumer(MqttConsumer):
     def metric_label(cls) -> str:
         """The ``consumer`` label of this class in ``asgi_gateway_invalid_payloads_total``."""
         return f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def invalid_payload_count(cls) -> int:
+        """How many payloads instances of this class refused since the process started."""
+        value = REGISTRY.get_sample_value(
+            "asgi_gateway_invalid_payloads_total", {"consumer": cls.metric_label()}
+        )
+        return int(value or 0)
 
     def _invalid_payload(self, message: MqttMessageEvent, exc: Exception) -> None:
         INVALID_PAYLOADS.labels(self.metric_label()).inc()

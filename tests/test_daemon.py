@@ -127,7 +127,7 @@ async def test_thermostat_keeps_per_device_state_across_a_broker_restart(
         assert retained.retain
         assert state(retained) == {"last": 22.5, "avg": 22.0, "count": 2}
 
-    mosquitto.stop()
+    mosquitto.kill()  # as a crash would: no clean close of the daemon's connection
     mosquitto.start()
 
     # The daemon reconnects and the kitchen's consumer still holds its readings.
@@ -195,6 +195,36 @@ async def test_sigterm_sends_every_scope_its_disconnect_then_exits_0(
     assert byes == {"bye/a": b"shutdown", "bye/b": b"shutdown", "bye/c": b"shutdown"}
     assert daemon.stop(sig=None) == 0, daemon.output
     assert "Received SIGTERM: stopping gracefully" in daemon.output
+
+
+async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path: Path) -> None:
+    """``asgi-gateway run examples/thermostat/gateway.yaml`` with no MQTT_URL: the in-process
+    broker (here on a free port instead of 1883, which the machine may use)."""
+    from gateways.testing import free_port
+
+    port = free_port()
+    daemon = Daemon(
+        ROOT / "examples" / "thermostat" / "gateway.yaml",
+        {"MQTT_URL": f"embedded://127.0.0.1:{port}"},
+    )
+    try:
+        async with asyncio.timeout(30):
+            while True:  # the broker starts with the daemon
+                try:
+                    async with aiomqtt.Client("127.0.0.1", port) as c:
+                        await c.subscribe("devices/+/state/reply", qos=1)
+                        await c.publish("devices/lab/telemetry", b'{"temperature": 20}', qos=1)
+                        reply = await until_reply(
+                            c, "devices/lab/get", b"", "devices/lab/state/reply"
+                        )
+                        break
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.2)
+        assert state(reply) == {"last": 20.0, "avg": 20.0, "count": 1}
+        assert daemon.stop() == 0, daemon.output
+        assert "Embedded MQTT broker listening" in daemon.output
+    finally:
+        daemon.stop(signal.SIGKILL)
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

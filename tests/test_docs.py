@@ -1,0 +1,63 @@
+"""What the docs show is what the tests run: README code blocks are the example files
+(which the daemon tests run against Mosquitto), and the README's test runs here."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def chunks(block: str) -> list[str]:
+    """A block's runs of lines between blank lines, each without its comments."""
+    parts = [p for p in re.split(r"\n\s*\n", block) if p.strip()]
+    return [re.sub(r"[ \t]+#.*", "", p).strip() for p in parts]
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    commands = blocks("sh")[:2]
+    assert "asgi-gateway run examples/thermostat/gateway.yaml" in commands[0]
+    assert "apt-get install -y mosquitto" in commands[1]
+    assert "python -m pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest\n" in ci
+
+
+@pytest.mark.parametrize(
+    ("index", "example"),
+    [(0, "examples/echo.py")],
+)
+def test_readme_python_is_the_example_file(index: int, example: str) -> None:
+    source = (ROOT / example).read_text()
+    for chunk in chunks(blocks("python")[index]):
+        assert chunk in source, f"README shows code that {example} does not have:\n{chunk}"
+
+
+@pytest.mark.parametrize(
+    ("index", "example"),
+    [(0, "examples/echo.yaml"), (1, "examples/thermostat/gateway.yaml")],
+)
+def test_readme_yaml_is_in_the_example_file(index: int, example: str) -> None:
+    source = re.sub(r"[ \t]+#.*", "", (ROOT / example).read_text())
+    source = "\n".join(line.rstrip() for line in source.splitlines())
+    for chunk in chunks(blocks("yaml")[index]):
+        for line in chunk.splitlines():
+            assert line.rstrip() in source, f"README shows {line!r}, not in {example}"
+
+
+async def test_the_readmes_consumer_test_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    namespace: dict[str, Any] = {}
+    exec(compile(blocks("python")[1], "README.md", "exec"), namespace)  # noqa: S102
+    await namespace["test_echo"]()
+    sys.modules.pop("echo", None)

@@ -1,0 +1,82 @@
+"""The thermostat example in process: per-device state and alerts to the telemetry group."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from consumers import MqttCommunicator
+from layer import InMemoryChannelLayer
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "thermostat"
+
+
+@pytest.fixture
+def thermostat(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("THERMOSTAT_ALERT_ABOVE", "25")
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    sys.modules.pop("thermostat", None)
+    import thermostat
+
+    yield thermostat
+    sys.modules.pop("thermostat", None)
+
+
+async def reading(communicator: MqttCommunicator, device: str, value: float) -> dict[str, float]:
+    await communicator.send_message(
+        json.dumps({"temperature": value}).encode(), topic=f"devices/{device}/telemetry"
+    )
+    state = await communicator.receive_publish(timeout=1)
+    assert state["topic"] == f"devices/{device}/state"
+    assert state["retain"] is True
+    result: dict[str, float] = json.loads(state["payload"])
+    return result
+
+
+async def test_a_reading_above_the_threshold_is_sent_to_the_telemetry_group(
+    thermostat: ModuleType,
+) -> None:
+    layer = InMemoryChannelLayer()
+    watcher = await layer.new_channel()
+    await layer.group_add("telemetry", watcher)
+    communicator = MqttCommunicator(
+        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+    )
+    await communicator.connect()
+    assert await reading(communicator, "kitchen", 21.0) == {"last": 21.0, "avg": 21.0, "count": 1}
+    await communicator.receive_nothing()
+    assert await reading(communicator, "kitchen", 27.0) == {"last": 27.0, "avg": 24.0, "count": 2}
+    alert = await layer.receive(watcher)
+    assert alert == {
+        "type": "telemetry.alert",
+        "device_id": "kitchen",
+        "temperature": 27.0,
+        "threshold": 25.0,
+    }
+    await communicator.disconnect()
+
+
+async def test_an_invalid_reading_is_counted_and_the_device_goes_on(
+    thermostat: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    communicator = MqttCommunicator(
+        thermostat.application, "devices/hall/telemetry", channel_layer=InMemoryChannelLayer()
+    )
+    await communicator.connect()
+    before = thermostat.DeviceConsumer.invalid_payload_count()
+    await communicator.send_message(b'{"temperature": "warm"}', topic="devices/hall/telemetry")
+    await communicator.send_message(b"not json", topic="devices/hall/telemetry")
+    await communicator.receive_nothing()
+    assert thermostat.DeviceConsumer.invalid_payload_count() == before + 2
+    assert "devices/hall/telemetry" in caplog.text
+    assert await reading(communicator, "hall", 19.0) == {"last": 19.0, "avg": 19.0, "count": 1}
+    await communicator.send_message(b"", topic="devices/hall/get")
+    reply = await communicator.receive_publish(timeout=1)
+    assert reply["topic"] == "devices/hall/state/reply"
+    assert json.loads(reply["payload"]) == {"last": 19.0, "avg": 19.0, "count": 1}
+    await communicator.disconnect()
