@@ -25,7 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import logging
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -179,11 +183,38 @@ async def measure(
     return {"bytes": per_scope, "open": open_seconds, "few": few, "many": many}
 
 
-def report(name: str, ours_r: dict[str, float], peer_r: dict[str, float], n: int) -> None:
+def report(ours_r: dict[str, float], peer_r: dict[str, float], n: int) -> None:
     print(f"at {n:,} scopes, ours / channels:")
     print(f"  memory per idle scope  {ours_r['bytes'] / peer_r['bytes']:.2f}")
-    print(f"  time to open them      {ours_r['open'] / peer_r['open']:.2f}")
+    print(f"  time to open them      {ours_r['open'] / peer_r['open']:.3f}")
     print(f"  round trip to one      {ours_r['many'] / peer_r['many']:.2f}")
+
+
+def measure_in_subprocess(name: str, n: int) -> dict[str, float]:
+    """Each measurement in a fresh interpreter: no garbage of another run to collect."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", name, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines = out.strip().splitlines()
+    print(lines[0])
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+def one(name: str, n: int) -> None:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    )
+    django.setup()
+    logging.getLogger("gateways").setLevel(logging.ERROR)
+    factory = {"ours": ours, "channels": channels_peer}[name]
+    print(json.dumps(asyncio.run(measure(name, factory, n))))
 
 
 def main() -> None:
@@ -196,21 +227,18 @@ def main() -> None:
         help="scopes for the side-by-side run with Channels (10,000; its start-up grows with "
         "the square of the count past that)",
     )
+    parser.add_argument("--one", nargs=2, metavar=("SIDE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    )
-    django.setup()
+    if args.one:
+        one(args.one[0], int(args.one[1]))
+        return
 
     peer_n = min(args.peer_n, args.n)
-    side_ours = asyncio.run(measure("ours", ours, peer_n))
-    side_peer = asyncio.run(measure("channels", channels_peer, peer_n))
-    full = asyncio.run(measure("ours", ours, args.n)) if args.n != peer_n else side_ours
+    full = measure_in_subprocess("ours", args.n)
+    side_ours = measure_in_subprocess("ours", peer_n) if peer_n != args.n else full
+    side_peer = measure_in_subprocess("channels", peer_n)
     print()
-    report("ours", side_ours, side_peer, peer_n)
+    report(side_ours, side_peer, peer_n)
     met_bytes = full["bytes"] <= TARGET_BYTES
     met_open = full["open"] < TARGET_OPEN_SECONDS
     print(f"ours at {args.n:,} scopes against the targets:")

@@ -147,25 +147,41 @@ class ScopeInstance:
         Raises:
             GatewayError: ``receive()`` called while an earlier ``receive()`` still waits.
         """
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        queue = self._queue
-        if queue:
-            future.set_result(queue.popleft())
-            if not queue:
-                self._queue = None
-            if self._space is not None and not self._space.done():
-                self._space.set_result(None)
-            return future
-        if self.ending is not None:
-            # The disconnect event was taken already: repeat it rather than hang.
-            future.set_result({"type": self.gateway._disconnect_type, "reason": self.ending})
-            return future
         if self._waiter is not None and not self._waiter.done():
             raise GatewayError(
                 f"receive() called for scope {self.key!r} while an earlier receive() still waits"
             )
-        self._waiter = future
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.receive_into(future)
         return future
+
+    def receive_into(self, future: asyncio.Future[Any]) -> None:
+        """Resolve ``future`` with the next event, now if one waits, else when it arrives.
+
+        The waiter extension, which ``InMemoryChannelLayer.receive_into`` offers too: a
+        consumer hands one Future to both its scope and its channel layer and wakes on
+        whichever comes first; a source finding the Future already done keeps its item for
+        the next call. Only the latest Future given waits; an idle consumer so costs one
+        Future instead of one per source plus a waiter.
+
+        Args:
+            future: A Future of the running loop; left alone if it is done already.
+        """
+        queue = self._queue
+        if queue:
+            if not future.done():
+                future.set_result(queue.popleft())
+                if not queue:
+                    self._queue = None
+                if self._space is not None and not self._space.done():
+                    self._space.set_result(None)
+            return
+        if self.ending is not None:
+            # The disconnect event was taken already: repeat it rather than hang.
+            if not future.done():
+                future.set_result({"type": self.gateway._disconnect_type, "reason": self.ending})
+            return
+        self._waiter = future
 
     async def send(self, message: Message) -> None:
         """Take an event from the application (the ASGI ``send``).

@@ -41,6 +41,10 @@ _LETTERS = string.ascii_letters
 _NAME_CACHE_SIZE = 1 << 12
 
 
+#: What waits on a channel: a receipt of ``receive()``, or a Future of ``receive_into()``.
+_Waiting = asyncio.Future[Any]
+
+
 class _Receipt(asyncio.Future[LayerMessage]):
     """A pending ``receive()``: ``send()`` resolves it with the message.
 
@@ -125,7 +129,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         # Pending receive() futures: the one receipt, or a list of several, oldest first
         # (never an empty list; one idle consumer's channel then costs no list). A channel
         # never has both unread messages and a live receiver.
-        self._waiters: dict[str, _Receipt | list[_Receipt]] = {}
+        self._waiters: dict[str, _Waiting | list[_Waiting]] = {}
         # group -> {channel: joined_at}, in order of the latest group_add.
         self._groups: dict[str, dict[str, float]] = {}
         self._valid_channels: set[str] = set()
@@ -206,6 +210,51 @@ class InMemoryChannelLayer(BaseChannelLayer):
         else:
             self._waiters[channel] = [waiters, receipt]
         return receipt
+
+    def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
+        """Resolve ``future`` with the next message of ``channel``, now or when it arrives.
+
+        The waiter extension (not in the Channels spec; ``gateways`` scope instances offer
+        it too): a consumer hands one Future to its scope and to its layer and wakes on
+        whichever comes first. If ``future`` is done by someone else first, the message stays
+        in the channel for the next call. Futures of this channel given earlier and done by
+        now are forgotten here; withdraw a pending one with ``discard_receive``.
+
+        Args:
+            channel: The channel name.
+            future: A Future of the running loop.
+
+        Raises:
+            InvalidName: A bad channel name.
+        """
+        if channel.__class__ is not str or channel not in self._valid_channels:
+            self._learn_channel(channel)
+        queue = self._queues.get(channel)
+        if queue is not None:
+            now = monotonic()
+            if queue[0][0] <= now:
+                self._expire(channel, queue, now)
+            if queue:
+                if not future.done():
+                    future.set_result(queue.popleft()[1])
+                    if not queue:
+                        del self._queues[channel]
+                return
+            del self._queues[channel]
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            self._waiters[channel] = future
+        elif isinstance(waiters, list):
+            waiters[:] = [w for w in waiters if not w.done()]
+            waiters.append(future)
+        elif waiters.done():
+            self._waiters[channel] = future
+        else:
+            self._waiters[channel] = [waiters, future]
+
+    def discard_receive(self, channel: str, future: asyncio.Future[Any]) -> None:
+        """Withdraw a Future given to ``receive_into`` (a consumer leaving); no-op if gone."""
+        self._forget(channel, future)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new process-specific channel name (Channels layer spec: ``new_channel``).
@@ -414,7 +463,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         del self._waiters[channel]
         return False
 
-    def _forget(self, channel: str, receipt: _Receipt) -> None:
+    def _forget(self, channel: str, receipt: _Waiting) -> None:
         """Withdraw a cancelled receiver from its channel."""
         waiters = self._waiters.get(channel)
         if waiters is receipt:

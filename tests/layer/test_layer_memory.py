@@ -375,3 +375,34 @@ async def test_a_receiver_cancelled_after_its_message_arrived_gives_it_back_in_o
     assert task.cancelled()
     assert await receive(layer, "test.race") == msg(n=1)
     assert await receive(layer, "test.race") == msg(n=2)
+
+
+async def test_receive_into_resolves_at_once_when_a_message_waits() -> None:
+    layer = InMemoryChannelLayer()
+    await layer.send("chan", {"type": "m", "n": 1})
+    future = asyncio.get_running_loop().create_future()
+    layer.receive_into("chan", future)
+    assert future.result() == {"type": "m", "n": 1}
+
+
+async def test_receive_into_a_future_done_elsewhere_keeps_the_message() -> None:
+    layer = InMemoryChannelLayer()
+    future = asyncio.get_running_loop().create_future()
+    layer.receive_into("chan", future)
+    future.set_result({"type": "from.elsewhere"})
+    await layer.send("chan", {"type": "m", "n": 1})
+    assert await asyncio.wait_for(layer.receive("chan"), 1) == {"type": "m", "n": 1}
+
+
+async def test_receive_into_replaces_done_futures_and_discard_withdraws() -> None:
+    layer = InMemoryChannelLayer()
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    layer.receive_into("chan", first)
+    first.cancel()
+    layer.receive_into("chan", second)
+    assert layer._waiters == {"chan": second}
+    layer.discard_receive("chan", second)
+    assert layer._waiters == {}
+    await layer.send("chan", {"type": "m"})
+    assert not second.done()
