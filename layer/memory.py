@@ -188,27 +188,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if channel.__class__ is not str or channel not in self._valid_channels:
             self._learn_channel(channel)
         loop = asyncio.get_running_loop()
-        queue = self._queues.get(channel)
-        if queue is not None:
-            now = monotonic()
-            if queue[0][0] <= now:
-                self._expire(channel, queue, now)
-            if queue:
-                message = queue.popleft()[1]
-                if not queue:
-                    del self._queues[channel]
-                future = loop.create_future()
-                future.set_result(message)
-                return future
-            del self._queues[channel]
+        message = self._take(channel)
+        if message is not None:
+            future = loop.create_future()
+            future.set_result(message)
+            return future
         receipt = _Receipt(self, channel, loop)
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            self._waiters[channel] = receipt
-        elif isinstance(waiters, list):
-            waiters.append(receipt)
-        else:
-            self._waiters[channel] = [waiters, receipt]
+        self._add_waiter(channel, receipt)
         return receipt
 
     def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
@@ -229,28 +215,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """
         if channel.__class__ is not str or channel not in self._valid_channels:
             self._learn_channel(channel)
-        queue = self._queues.get(channel)
-        if queue is not None:
-            now = monotonic()
-            if queue[0][0] <= now:
-                self._expire(channel, queue, now)
-            if queue:
-                if not future.done():
-                    future.set_result(queue.popleft()[1])
-                    if not queue:
-                        del self._queues[channel]
-                return
-            del self._queues[channel]
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            self._waiters[channel] = future
-        elif isinstance(waiters, list):
-            waiters[:] = [w for w in waiters if not w.done()]
-            waiters.append(future)
-        elif waiters.done():
-            self._waiters[channel] = future
+        if future.done():
+            return
+        message = self._take(channel)
+        if message is not None:
+            future.set_result(message)
         else:
-            self._waiters[channel] = [waiters, future]
+            self._add_waiter(channel, future)
 
     def discard_receive(self, channel: str, future: asyncio.Future[Any]) -> None:
         """Withdraw a Future given to ``receive_into`` (a consumer leaving); no-op if gone."""
@@ -391,6 +362,34 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 receipt.set_exception(LayerError("the channel layer was closed"))
 
     # -- internals -----------------------------------------------------------------------
+
+    def _take(self, channel: str) -> LayerMessage | None:
+        """The channel's oldest unexpired message, taken from it; None when there is none."""
+        queue = self._queues.get(channel)
+        if queue is None:
+            return None
+        now = monotonic()
+        if queue[0][0] <= now:
+            self._expire(channel, queue, now)
+        if not queue:
+            del self._queues[channel]
+            return None
+        message = queue.popleft()[1]
+        if not queue:
+            del self._queues[channel]
+        return message
+
+    def _add_waiter(self, channel: str, waiter: _Waiting) -> None:
+        """Queue a receiver; a lone one done meanwhile (given to ``receive_into``) is replaced."""
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            self._waiters[channel] = waiter
+        elif isinstance(waiters, list):
+            waiters.append(waiter)
+        elif waiters.done():
+            self._waiters[channel] = waiter
+        else:
+            self._waiters[channel] = [waiters, waiter]
 
     def _learn_channel(self, channel: object) -> None:
         name = require_valid_channel_name(channel)
