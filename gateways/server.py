@@ -17,7 +17,7 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from config import Config, ConfigError, import_from_string
+from config import Config, ConfigError
 from gateways.base import Gateway, GatewayError
 from gateways.registry import resolve_gateway
 from gateways.types import ASGIApp
@@ -60,18 +60,21 @@ class Daemon:
             ConfigError: The application or a gateway type cannot be imported, a gateway's
                 options are invalid for its type, or the layer cannot be built.
         """
-        application = import_from_string(config.application)
+        application = config.import_object(("application",))
         if not callable(application):
-            raise ConfigError(f"application {config.application!r} is not callable")
+            raise config.error_at(
+                ("application",), f"{config.application!r} is {application!r}, not an ASGI app"
+            )
         try:
             channel_layer = build_layer(config.layer.type, config.layer.options)
-        except ConfigError:
-            raise
         except Exception as exc:
-            raise ConfigError(f"layer: {exc}") from exc
+            raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
         gateways = []
         for name, entry in config.gateways.items():
-            gateway_cls = resolve_gateway(entry.type)
+            try:
+                gateway_cls = resolve_gateway(entry.type)
+            except ConfigError as exc:
+                raise config.error_at(("gateways", name, "type"), str(exc)) from None
             options = config.validate_gateway_options(name, gateway_cls.options_model)
             gateways.append(gateway_cls(name, application, options, channel_layer=channel_layer))
         return cls(

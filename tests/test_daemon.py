@@ -273,3 +273,36 @@ def test_run_names_an_application_that_cannot_be_imported(tmp_path: Path) -> Non
     result = run_cli("run", str(config))
     assert result.returncode == 2
     assert "no_such_module" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        (
+            "application: crashy:application\n"
+            "layer: {type: memory, options: {capacty: 10}}\n"
+            "gateways:\n  workers: {type: mqtt}\n",
+            "gateway.yaml:2: layer",
+            "unknown option 'capacty'",
+        ),
+        (
+            "application: crashy:application\ngateways:\n  workers:\n    type: mqtt5\n",
+            "gateway.yaml:4: gateways.workers.type",
+            "unknown gateway type 'mqtt5'",
+        ),
+        (
+            "application: crashy:__doc__\ngateways:\n  workers: {type: mqtt}\n",
+            "gateway.yaml:1: application",
+            "not an ASGI app",
+        ),
+    ],
+)
+def test_check_locates_what_only_importing_can_find(
+    tmp_path: Path, text: str, where: str, what: str
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
+    result = run_cli("check", str(config))
+    assert result.returncode == 2
+    assert where in result.stderr
+    assert what in result.stderr
