@@ -10,8 +10,8 @@ the architecture: ``gateways`` never imports ``consumers``, and ``consumers`` ne
 of ``gateways`` at run time.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: on Python 3.11, TypedDict reads
+# ``NotRequired`` only from evaluated annotations (``__optional_keys__`` would be empty).
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal, NotRequired, TypedDict
 

@@ -306,3 +306,21 @@ def test_check_locates_what_only_importing_can_find(
     assert result.returncode == 2
     assert where in result.stderr
     assert what in result.stderr
+
+
+def test_a_gateway_that_cannot_start_exits_1_and_says_why(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            "application: crashy:application\n"
+            "gateways:\n"
+            f"  workers: {{type: mqtt, broker: 'embedded://127.0.0.1:{port}'}}\n"
+        )
+        result = run_cli("run", str(config))
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr
