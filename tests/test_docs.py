@@ -61,3 +61,19 @@ async def test_the_readmes_consumer_test_passes(monkeypatch: pytest.MonkeyPatch)
     exec(compile(blocks("python")[1], "README.md", "exec"), namespace)  # noqa: S102
     await namespace["test_echo"]()
     sys.modules.pop("echo", None)
+
+
+def test_the_thermostat_output_the_readme_shows_is_what_the_consumer_publishes() -> None:
+    """The README's mosquitto_sub lines are the JSON the consumer's publish_json writes; the
+    daemon test checks the same values against Mosquitto."""
+    import json
+
+    shown = re.findall(r"^# (devices/kitchen/\S+) (\{.*\})$", README, re.MULTILINE)
+    assert [topic for topic, _ in shown] == [
+        "devices/kitchen/state",
+        "devices/kitchen/state",
+        "devices/kitchen/state/reply",
+    ]
+    for _, payload in shown:
+        assert payload == json.dumps(json.loads(payload), separators=(",", ":"))
+    assert json.loads(shown[-1][1]) == {"last": 22.5, "avg": 22.0, "count": 2}
