@@ -9,6 +9,7 @@ it by ``send()`` directly, and a channel with no messages and no receivers takes
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import string
@@ -137,6 +138,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._min_capacity = min([self.capacity, *(cap for _, cap in self.channel_capacity)])
         self._next_sweep = monotonic() + self.expiry
         self._client_id = "".join(random.choices(_LETTERS, k=8))
+        self._serial = itertools.count(1)
         self._dropped_full = DROPPED_MESSAGES.labels(layer=self.metrics_name, reason="full")
         self._dropped_expired = DROPPED_MESSAGES.labels(layer=self.metrics_name, reason="expired")
 
@@ -234,14 +236,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
             prefix: The start of the name.
 
         Returns:
-            ``f"{prefix}{layer id}!{12 random letters}"``, e.g. ``"specific.hKqzPwLe!aBc..."``;
-            the part before ``!`` is the same for every name of this layer.
+            ``f"{prefix}{layer id}!{serial}"``, e.g. ``"specific.hKqzPwLe!1f"``: the part
+            before ``!`` is random and the same for every name of this layer, the serial
+            (hexadecimal) makes each name unique in the process. Names of an in-memory layer
+            never leave the process, so they need not be unguessable, and a counter is some
+            20 times cheaper than random letters (``new_channel`` runs once per scope).
 
         Raises:
             InvalidName: The prefix makes an invalid channel name.
         """
-        local = "".join(random.choices(_LETTERS, k=12))
-        return require_valid_channel_name(f"{prefix}{self._client_id}!{local}")
+        return require_valid_channel_name(f"{prefix}{self._client_id}!{next(self._serial):x}")
 
     # -- groups extension ----------------------------------------------------------------
 
