@@ -101,18 +101,28 @@ async def test_a_subscribe_cut_by_an_outage_is_made_on_reconnect(
     assert gateway.connected
 
 
-async def test_publish_during_an_outage_waits_for_the_reconnect(
-    mosquitto, mqtt_client, recording_app, run_gateway
+async def scope_in_an_outage(
+    mosquitto, mqtt_client, recording_app, run_gateway, publish_timeout: float
 ):
+    """A gateway with one open scope (topic "t"), then the broker stopped under it."""
     app = recording_app()
     gateway = await run_gateway(
-        make_gateway(app, mosquitto.url, subscriptions=[{"topic": "t"}], publish_timeout=10)
+        make_gateway(
+            app, mosquitto.url, subscriptions=[{"topic": "t"}], publish_timeout=publish_timeout
+        )
     )
     async with mqtt_client(mosquitto.url) as probe:
         await probe.publish("t", b"open", qos=1)
         await app.wait_for(lambda: bool(app.logs) and len(app.logs[0].events) == 2)
     mosquitto.stop()
     await until(lambda: not gateway.connected)
+    return app
+
+
+async def test_publish_during_an_outage_waits_for_the_reconnect(
+    mosquitto, mqtt_client, recording_app, run_gateway
+):
+    app = await scope_in_an_outage(mosquitto, mqtt_client, recording_app, run_gateway, 10)
     publish = asyncio.create_task(
         app.logs[0].send(
             {"type": "mqtt.publish", "topic": "out", "payload": b"late", "qos": 1, "retain": True}
@@ -132,15 +142,7 @@ async def test_publish_during_an_outage_waits_for_the_reconnect(
 async def test_publish_fails_after_publish_timeout(
     mosquitto, mqtt_client, recording_app, run_gateway
 ):
-    app = recording_app()
-    gateway = await run_gateway(
-        make_gateway(app, mosquitto.url, subscriptions=[{"topic": "t"}], publish_timeout=0.3)
-    )
-    async with mqtt_client(mosquitto.url) as probe:
-        await probe.publish("t", b"open", qos=1)
-        await app.wait_for(lambda: bool(app.logs) and len(app.logs[0].events) == 2)
-    mosquitto.stop()
-    await until(lambda: not gateway.connected)
+    app = await scope_in_an_outage(mosquitto, mqtt_client, recording_app, run_gateway, 0.3)
     with pytest.raises(GatewayError, match=r"publish to 'out' not done within 0.3 s"):
         async with asyncio.timeout(5):
             await app.logs[0].send({"type": "mqtt.publish", "topic": "out", "payload": b"x"})

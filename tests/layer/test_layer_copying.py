@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -35,20 +36,8 @@ def mutate(message: dict[str, Any]) -> None:
 
 
 def fresh() -> dict[str, Any]:
-    return {
-        "type": "mqtt.message",
-        "topic": "devices/1/state",
-        "payload": b"\x00on",
-        "qos": 1,
-        "retain": False,
-        "ratio": 0.5,
-        "none": None,
-        "properties": {"user_properties": [["k", "v"]], "content_type": "json"},
-        "items": [{"id": 1, "tags": ["a"]}, {"id": 2, "tags": []}],
-        "pair": ("x", [1]),
-        "frozen": ("x", 1, None),
-        "unique": {1, 2},
-    }
+    """A copy of NESTED that shares nothing with it (deepcopy: the reference copier)."""
+    return copy.deepcopy(NESTED)
 
 
 @pytest.mark.parametrize("make_copy", [copy_message, lambda m: copier_for(m)(m)])
