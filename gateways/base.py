@@ -273,6 +273,8 @@ class Gateway(abc.ABC):
         self._clock = 0.0
         #: One bound method for every task (each ``self._task_done`` would be a new object).
         self._task_done_callback = self._task_done
+        #: Keys of pinned scopes: never ended by the idle sweep or by eviction.
+        self.pinned: set[str] = set()
         self._stopping_drops = 0
         self._accepting = False
         self._sweeper: asyncio.Task[None] | None = None
@@ -380,11 +382,23 @@ class Gateway(abc.ABC):
             scope["channel_layer"] = self.channel_layer
         return scope
 
-    def open_scope(self, key: str, scope: Scope) -> ScopeInstance:
+    def open_scope(self, key: str, scope: Scope, *, pinned: bool = False) -> ScopeInstance:
         """Start an application instance for ``key``, evicting the least recently used first
-        when ``max_scopes`` are live; queue the connect event."""
+        when ``max_scopes`` are live; queue the connect event.
+
+        Args:
+            key: The scope key.
+            scope: The scope, usually from ``new_scope``.
+            pinned: Keep this scope open until it closes itself, crashes or the gateway
+                stops: the idle sweep and eviction pass over it. For scopes opened by the
+                gateway itself rather than by traffic (a chat conversation that alerts are
+                posted to), which no later event would reopen.
+
+        Raises:
+            GatewayError: ``max_scopes`` are live and every one of them is pinned.
+        """
         while len(self.instances) >= self.options.max_scopes:
-            self.end(next(iter(self.instances.values())), "evicted")
+            self.end(self._least_recently_used_unpinned(), "evicted")
         instance = ScopeInstance(self, key, scope)
         instance.last_event = self._clock
         instance._deliver(dict(self.connect_event))
@@ -395,9 +409,23 @@ class Gateway(abc.ABC):
         instance.task = task
         task.add_done_callback(self._task_done_callback, context=_CALLBACK_CONTEXT)
         self.instances[key] = instance
+        if pinned:
+            self.pinned.add(key)
         self._opened.inc()
         self._live.inc()
         return instance
+
+    def _least_recently_used_unpinned(self) -> ScopeInstance:
+        pinned = self.pinned
+        if pinned:
+            for instance in self.instances.values():
+                if instance.key not in pinned:
+                    return instance
+            raise GatewayError(
+                f"gateway {self.name!r}: all {len(self.instances)} live scopes are pinned, "
+                f"so none can be evicted; raise max_scopes ({self.options.max_scopes})"
+            )
+        return next(iter(self.instances.values()))
 
     async def dispatch(self, key: str, event: Message, scope: Scope | None = None) -> None:
         """Deliver ``event`` to the instance of ``key``, opening one with ``scope`` if needed.
@@ -438,6 +466,7 @@ class Gateway(abc.ABC):
         if self.instances.get(instance.key) is instance:
             del self.instances[instance.key]
             self._live.dec()
+            self.pinned.discard(instance.key)
         self._ending[instance.task] = instance
         SCOPES_ENDED.labels(self.name, reason).inc()
         logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
@@ -463,6 +492,7 @@ class Gateway(abc.ABC):
         if self.instances.get(instance.key) is instance:
             del self.instances[instance.key]
             self._live.dec()
+            self.pinned.discard(instance.key)
         if instance._space is not None and not instance._space.done():
             instance._space.set_result(None)
         if task.cancelled():
@@ -500,4 +530,9 @@ class Gateway(abc.ABC):
                 oldest = next(iter(self.instances.values()))
                 if oldest.last_event > deadline:
                     break
+                if oldest.key in self.pinned:
+                    # Kept: counted as active now, so the sweep goes on past it.
+                    self.instances.move_to_end(oldest.key)
+                    oldest.last_event = self._clock
+                    continue
                 self.end(oldest, "idle")

@@ -308,3 +308,45 @@ async def test_grace_cancels_an_instance_that_ignores_its_disconnect() -> None:
     async with asyncio.timeout(2):
         await cancelled.wait()
     await gw.stop(drain_timeout=1)
+
+
+async def test_a_pinned_scope_outlives_idle_timeout_and_eviction(recorder: Recorder) -> None:
+    gw = LoopbackGateway(recorder, idle_timeout=0.1, max_scopes=2)
+    await gw.start()
+    gw.open_scope("alerts", gw.new_scope(key="alerts"), pinned=True)
+    await gw.feed("a")
+    await gw.feed("b")  # evicts "a", the least recently used scope that is not pinned
+    assert list(gw.instances) == ["alerts", "b"]
+    async with asyncio.timeout(3):
+        while "b" in gw.instances:  # the idle sweep ends "b", passes over "alerts"
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    assert list(gw.instances) == ["alerts"]
+    assert recorder.events["alerts"] == [{"type": "test.connect"}]
+    await gw.feed("alerts", echo="still here")
+    await settle()
+    assert gw.sent == [("alerts", {"type": "test.out", "text": "still here"})]
+    await gw.stop(drain_timeout=1)
+    assert recorder.events["alerts"][-1] == {"type": "test.disconnect", "reason": "shutdown"}
+    assert gw.pinned == set()
+
+
+async def test_eviction_with_every_scope_pinned_is_a_clear_error(recorder: Recorder) -> None:
+    gw = LoopbackGateway(recorder, max_scopes=1)
+    await gw.start()
+    gw.open_scope("alerts", gw.new_scope(key="alerts"), pinned=True)
+    with pytest.raises(GatewayError, match="all 1 live scopes are pinned"):
+        await gw.feed("a")
+    assert list(gw.instances) == ["alerts"]
+    await gw.stop(drain_timeout=1)
+
+
+async def test_a_pinned_scope_that_closes_itself_is_unpinned(recorder: Recorder) -> None:
+    gw = LoopbackGateway(recorder)
+    await gw.start()
+    gw.open_scope("alerts", gw.new_scope(key="alerts"), pinned=True)
+    await gw.feed("alerts", close=True)
+    await settle()
+    assert "alerts" not in gw.instances
+    assert gw.pinned == set()
+    await gw.stop(drain_timeout=1)
