@@ -113,3 +113,150 @@ MqttReceiveEvent = MqttConnectEvent | MqttMessageEvent | MqttDisconnectEvent
 MqttSendEvent = MqttPublishEvent | MqttSubscribeEvent | MqttUnsubscribeEvent | MqttCloseEvent
 
 DisconnectReason = Literal["idle", "evicted", "closed", "shutdown"]
+
+
+# -- Chat scope (docs/specs/chat.md) ------------------------------------------------------
+
+ConversationKind = Literal["direct", "group", "thread"]
+"""``direct``: a DM (one person and the bot); ``group``: a channel, private channel or group
+DM; ``thread``: one thread of replies under a message of a ``direct`` or ``group``."""
+
+ConversationKey = Literal["thread", "channel", "channel_user"]
+"""How a chat gateway keys conversations (its ``conversation_key`` option): one scope per
+thread (the default: a channel's top-level messages are one conversation, each thread
+another), per channel (threads included), or per channel and user."""
+
+
+class ChatConversation(TypedDict):
+    """The conversation a chat scope is: a platform channel, possibly one thread of it."""
+
+    id: str
+    kind: ConversationKind
+    name: str | None
+    thread_id: str | None
+    user_id: NotRequired[str]
+
+
+class ChatBot(TypedDict):
+    """The bot's own identity on the platform (Slack: from ``auth.test``)."""
+
+    id: str
+    name: str
+
+
+class ChatScope(TypedDict):
+    type: Literal["chat"]
+    asgi: ASGIVersions
+    gateway: str
+    platform: str
+    scope_key: str
+    conversation: ChatConversation
+    bot: ChatBot
+    channel_layer: NotRequired[Any]
+    route: NotRequired[RouteInfo]
+
+
+class ChatUser(TypedDict):
+    id: str
+    name: str | None
+    is_bot: bool
+
+
+class ChatAttachment(TypedDict):
+    """A file or link attached to a message; keys the platform does not give are ``None``."""
+
+    name: str | None
+    url: str | None
+    mimetype: str | None
+    size: int | None
+
+
+# -- Chat events in (gateway -> application) ----------------------------------------------
+
+
+class ChatConnectEvent(TypedDict):
+    type: Literal["chat.connect"]
+
+
+class ChatMessageEvent(TypedDict):
+    type: Literal["chat.message"]
+    id: str
+    text: str
+    user: ChatUser
+    thread_id: str | None
+    mentions_bot: bool
+    attachments: list[ChatAttachment]
+    raw: dict[str, Any]
+
+
+class ChatCommandEvent(TypedDict):
+    """A slash command (Slack ``/temp kitchen``: ``command`` ``"/temp"``, ``text`` ``"kitchen"``)."""
+
+    type: Literal["chat.command"]
+    command: str
+    text: str
+    user: ChatUser
+    raw: dict[str, Any]
+
+
+class ChatReactionEvent(TypedDict):
+    type: Literal["chat.reaction"]
+    message_id: str
+    reaction: str
+    added: bool
+    user: ChatUser
+    raw: dict[str, Any]
+
+
+class ChatActionEvent(TypedDict):
+    """A button (or other interactive element) pressed on a message the bot sent."""
+
+    type: Literal["chat.action"]
+    action_id: str
+    value: str | None
+    message_id: str | None
+    user: ChatUser
+    raw: dict[str, Any]
+
+
+class ChatDisconnectEvent(TypedDict):
+    type: Literal["chat.disconnect"]
+    reason: Literal["idle", "evicted", "closed", "shutdown"]
+
+
+# -- Chat events out (application -> gateway) ---------------------------------------------
+
+
+class ChatSendMessageEvent(TypedDict):
+    type: Literal["chat.send"]
+    text: str
+    thread: NotRequired[str | None]
+    reply_to: NotRequired[str | None]
+    format: NotRequired[Literal["plain", "markdown"]]
+    native: NotRequired[dict[str, Any] | None]
+
+
+class ChatReactEvent(TypedDict):
+    type: Literal["chat.react"]
+    message_id: str
+    reaction: str
+    remove: NotRequired[bool]
+
+
+class ChatTypingEvent(TypedDict):
+    type: Literal["chat.typing"]
+
+
+class ChatCloseEvent(TypedDict):
+    type: Literal["chat.close"]
+
+
+ChatReceiveEvent = (
+    ChatConnectEvent
+    | ChatMessageEvent
+    | ChatCommandEvent
+    | ChatReactionEvent
+    | ChatActionEvent
+    | ChatDisconnectEvent
+)
+ChatSendEvent = ChatSendMessageEvent | ChatReactEvent | ChatTypingEvent | ChatCloseEvent
