@@ -1,0 +1,105 @@
+"""Gateway types resolve through the ``asgi_gateway.gateways`` entry points, ours included."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError
+from gateways.mqtt import MQTTGateway
+from gateways.registry import (
+    BUILTIN_GATEWAYS,
+    ENTRY_POINT_GROUP,
+    installed_gateways,
+    resolve_gateway,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ADAPTER_MODULE = """
+from gateways.base import Gateway
+
+class FakeGateway(Gateway):
+    protocol = "fake"
+
+    async def start_transport(self): pass
+    async def close_transport(self): pass
+    async def handle_send(self, instance, message): pass
+
+NotAGateway = object()
+"""
+
+
+def install_distribution(site: Path, dist: str, entries: dict[str, str]) -> None:
+    """Lay out a distribution on ``site`` as pip would: its dist-info, metadata and entry
+    points (importlib.metadata reads exactly these files)."""
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    lines = "\n".join(f"{name} = {value}" for name, value in entries.items())
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on sys.path holding the module ``fake_adapter``."""
+    (tmp_path / "fake_adapter.py").write_text(ADAPTER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("fake_adapter", None)
+
+
+def test_the_builtins_are_our_own_entry_points() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"][ENTRY_POINT_GROUP] == BUILTIN_GATEWAYS
+    adapters = installed_gateways()
+    for name, value in BUILTIN_GATEWAYS.items():
+        (entry,) = adapters[name]
+        assert entry.value == value
+        assert entry.distribution.startswith("asgi-gateway ")
+    assert resolve_gateway("mqtt") is MQTTGateway
+
+
+def test_an_installed_adapter_resolves_by_its_entry_point_name(site: Path) -> None:
+    install_distribution(site, "fake-gateway", {"fake": "fake_adapter:FakeGateway"})
+    cls = resolve_gateway("fake")
+    assert cls.__name__ == "FakeGateway"
+    (entry,) = installed_gateways()["fake"]
+    assert entry.distribution == "fake-gateway 1.0"
+
+
+def test_two_distributions_claiming_one_name_is_an_error_naming_both(site: Path) -> None:
+    install_distribution(site, "fake-gateway", {"fake": "fake_adapter:FakeGateway"})
+    install_distribution(site, "other-gateway", {"fake": "fake_adapter:FakeGateway"})
+    with pytest.raises(ConfigError, match="claimed by more than one") as caught:
+        resolve_gateway("fake")
+    assert "fake-gateway 1.0" in str(caught.value)
+    assert "other-gateway 1.0" in str(caught.value)
+
+
+def test_an_adapter_claiming_a_builtin_name_is_refused_not_silently_preferred(site: Path) -> None:
+    install_distribution(site, "fake-gateway", {"mqtt": "fake_adapter:FakeGateway"})
+    with pytest.raises(ConfigError, match="'mqtt' is claimed by more than one") as caught:
+        resolve_gateway("mqtt")
+    ours = f"asgi-gateway {version('asgi-gateway')} (gateways.mqtt:MQTTGateway)"
+    assert ours in str(caught.value)
+    assert "fake-gateway 1.0 (fake_adapter:FakeGateway)" in str(caught.value)
+
+
+def test_an_entry_point_that_is_not_a_gateway_is_a_clear_error(site: Path) -> None:
+    install_distribution(site, "fake-gateway", {"fake": "fake_adapter:NotAGateway"})
+    with pytest.raises(ConfigError, match=r"'fake' \(from fake-gateway 1\.0\) is .*not a Gateway"):
+        resolve_gateway("fake")
+
+
+def test_an_unknown_name_lists_what_is_installed() -> None:
+    with pytest.raises(ConfigError, match=r"unknown gateway type 'mqtt5'; installed: .*mqtt"):
+        resolve_gateway("mqtt5")
+
+
+def test_an_import_path_still_works(site: Path) -> None:
+    assert resolve_gateway("fake_adapter:FakeGateway").__name__ == "FakeGateway"
