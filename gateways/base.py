@@ -304,6 +304,13 @@ class Gateway(abc.ABC):
             GatewayError: The event type is unknown to this gateway, or the transport failed.
         """
 
+    def scope_finished(self, instance: ScopeInstance) -> None:  # noqa: B027 (optional hook)
+        """Called once an instance's task has finished, whatever ended it (a hook).
+
+        Override it to release what the transport keeps per scope (a reply address, a
+        subscription); the instance is no longer in ``instances`` by then. It must not raise.
+        """
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -495,6 +502,12 @@ class Gateway(abc.ABC):
             self.pinned.discard(instance.key)
         if instance._space is not None and not instance._space.done():
             instance._space.set_result(None)
+        try:
+            self.scope_finished(instance)
+        except Exception:
+            logger.exception(
+                "Gateway %r: scope_finished() raised for scope %r", self.name, instance.key
+            )
         if task.cancelled():
             if instance.ending is None:
                 logger.warning(

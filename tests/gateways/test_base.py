@@ -350,3 +350,23 @@ async def test_a_pinned_scope_that_closes_itself_is_unpinned(recorder: Recorder)
     assert "alerts" not in gw.instances
     assert gw.pinned == set()
     await gw.stop(drain_timeout=1)
+
+
+async def test_scope_finished_is_called_once_for_every_end(recorder: Recorder) -> None:
+    finished: list[str] = []
+
+    class Tracking(LoopbackGateway):
+        def scope_finished(self, instance: ScopeInstance) -> None:
+            assert instance.key not in self.instances
+            finished.append(instance.key)
+
+    gw = Tracking(recorder, max_scopes=2)
+    await gw.start()
+    await gw.feed("closed", close=True)
+    await gw.feed("crashed", crash=True)
+    await gw.feed("evicted")
+    await gw.feed("other")
+    await gw.feed("last")  # evicts the least recently used
+    await settle()
+    await gw.stop(drain_timeout=1)
+    assert sorted(finished) == ["closed", "crashed", "evicted", "last", "other"]
