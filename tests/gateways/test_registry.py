@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError
+from gateways.listing import describe_adapters
 from gateways.mqtt import MQTTGateway
 from gateways.registry import (
     BUILTIN_GATEWAYS,
@@ -103,3 +104,15 @@ def test_an_unknown_name_lists_what_is_installed() -> None:
 
 def test_an_import_path_still_works(site: Path) -> None:
     assert resolve_gateway("fake_adapter:FakeGateway").__name__ == "FakeGateway"
+
+
+def test_the_listing_shows_each_adapter_its_origin_and_options(site: Path) -> None:
+    install_distribution(site, "fake-gateway", {"fake": "fake_adapter:FakeGateway"})
+    install_distribution(site, "broken-gateway", {"broken": "fake_adapter:Missing"})
+    text = describe_adapters()
+    assert text.startswith("Every gateway takes:\n    idle_timeout: float | None = 600.0  Seconds")
+    assert "\nfake  (fake-gateway 1.0, fake_adapter:FakeGateway)\n" in text
+    assert f"\nmqtt  (asgi-gateway {version('asgi-gateway')}, gateways.mqtt:MQTTGateway)\n" in text
+    assert "\n    keepalive: int = 60  Seconds between keep-alive PINGREQs" in text
+    assert "\n    password: SecretStr | None  Password;" in text  # no default shown
+    assert "\nbroken  (broken-gateway 1.0, fake_adapter:Missing)\n    cannot load: " in text
