@@ -15,7 +15,14 @@ from config.errors import ConfigError, ConfigPath, ImportFromStringError, format
 from config.importing import import_from_string, split_import_path
 from config.interpolation import InterpolationError, interpolate
 from config.loader import load_config, load_config_text
-from config.models import Config, GatewayConfig, LayerConfig, LoggingConfig, LogLevel
+from config.models import (
+    Config,
+    GatewayConfig,
+    LayerConfig,
+    LoggingConfig,
+    LogLevel,
+    WorkersConfig,
+)
 from config.redaction import (
     SECRET_MASK,
     OptionsModel,
@@ -41,6 +48,7 @@ __all__ = [
     "OptionsModel",
     "RedactedReprMixin",
     "SourceMap",
+    "WorkersConfig",
     "format_path",
     "import_from_string",
     "interpolate",

@@ -19,8 +19,10 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from config.errors import ConfigError, ConfigPath, ImportFromStringError
 from config.importing import import_from_string, split_import_path
@@ -28,7 +30,14 @@ from config.redaction import RedactedReprMixin
 from config.source import SourceMap
 from config.validation import config_error_from_validation
 
-__all__ = ["Config", "GatewayConfig", "LayerConfig", "LogLevel", "LoggingConfig"]
+__all__ = [
+    "Config",
+    "GatewayConfig",
+    "LayerConfig",
+    "LogLevel",
+    "LoggingConfig",
+    "WorkersConfig",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,6 +45,11 @@ DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Gateway names end up in scopes, channel names and metric labels: the Channels name alphabet.
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,99}")
+
+# A worker's channel: a normal channel name of the Channels layer spec (ASCII letters, digits,
+# '-', '_', '.'; under 100 characters), the rule layer.require_valid_channel_name applies too.
+# A process-specific name (with '!') is refused: only its own process can receive from it.
+_WORKER_CHANNEL = re.compile(r"[A-Za-z0-9_.-]{1,99}")
 
 
 def _level_name(value: str) -> str:
@@ -70,10 +84,27 @@ def _gateway_name(value: str) -> str:
     return value
 
 
+def _worker_channel(value: str) -> str:
+    if "!" in value:
+        raise ValueError(
+            f"{value!r} is a process-specific channel name ('!'): only the process that made "
+            "it can receive from it, so no worker can serve it; name a normal channel"
+        )
+    if not _WORKER_CHANNEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid channel name: 1 to 99 ASCII letters, digits, '-', '_' "
+            "or '.' (Channels layer spec)"
+        )
+    return value
+
+
 LogLevel = Annotated[str, AfterValidator(_level_name)]
 """A logging level name (``"debug"``, ``"WARNING"``...), normalised to upper case."""
 
 GatewayName = Annotated[str, AfterValidator(_gateway_name)]
+
+WorkerChannel = Annotated[str, AfterValidator(_worker_channel)]
+"""A channel name a worker serves: a normal (not process-specific) channel name."""
 
 
 class _Model(RedactedReprMixin):
@@ -155,30 +186,81 @@ class GatewayConfig(RedactedReprMixin):
         return dict(self.model_extra or {})
 
 
+class WorkersConfig(RedactedReprMixin):
+    """The ``workers:`` section: run the application for named channels beside the gateways.
+
+    Attributes:
+        channels: Channel names whose messages the worker hands to the application, one
+            long-lived application instance (``scope["type"] == "channel"``) per name.
+
+    Every other key is an option of the worker (``max_queued_events``, ``disconnect_grace``),
+    validated later by the worker's own model through :meth:`Config.validate_worker_options`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    channels: list[WorkerChannel] = Field(min_length=1)
+
+    @field_validator("channels")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"channel {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The worker's options: every key but ``channels``, as read from YAML (unvalidated)."""
+        return dict(self.model_extra or {})
+
+
+class _Absent(dict[str, Any]):
+    """The default of ``gateways``: tells a file without the key from one with ``{}``."""
+
+
 class Config(_Model):
     """The whole configuration file.
 
     Attributes:
         application: Import path of the ASGI application, ``"package.module:attr"``.
         layer: The channel layer.
-        gateways: Gateway name -> gateway; at least one.
+        workers: Channel names to run workers for in this process, or ``None``.
+        gateways: Gateway name -> gateway; at least one, unless ``workers`` is given.
         logging: Logging levels and format.
         shutdown_timeout: Seconds to let scopes drain after SIGTERM before cancelling them.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
     layer: LayerConfig = Field(default_factory=LayerConfig)
-    gateways: dict[GatewayName, GatewayConfig]
+    # Before `gateways`, whose check reads it.
+    workers: WorkersConfig | None = None
+    gateways: dict[GatewayName, GatewayConfig] = Field(
+        default_factory=_Absent, validate_default=True
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     shutdown_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 
+    @field_validator("gateways", mode="before")
+    @classmethod
+    def _gateways_unless_workers(cls, value: Any, info: ValidationInfo) -> Any:
+        # An absent `workers` is in info.data as None; an invalid one is not there at all
+        # (and is reported on its own).
+        if isinstance(value, _Absent) and "workers" in info.data and info.data["workers"] is None:
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
     @field_validator("gateways")
     @classmethod
-    def _at_least_one_gateway(cls, value: dict[str, GatewayConfig]) -> dict[str, GatewayConfig]:
-        if not value:
-            raise ValueError("at least one gateway is required")
+    def _at_least_one_gateway(
+        cls, value: dict[str, GatewayConfig], info: ValidationInfo
+    ) -> dict[str, GatewayConfig]:
+        if not value and "workers" in info.data and info.data["workers"] is None:
+            raise ValueError("at least one gateway is required (or a workers: section)")
         return value
 
     def __eq__(self, other: object) -> bool:
@@ -271,6 +353,27 @@ class Config(_Model):
         except ValidationError as exc:
             raise config_error_from_validation(
                 exc, data=options, model=model, prefix=("gateways", name), source=self._source
+            ) from None
+
+    def validate_worker_options(self, model: type[M]) -> M:
+        """Validate the options of the ``workers:`` section with the worker's own model.
+
+        Args:
+            model: A pydantic model of the worker's options (``gateways.WorkerOptions``).
+
+        Returns:
+            The validated options; the model's defaults when there is no ``workers:`` section.
+
+        Raises:
+            ConfigError: An option is unknown or invalid; each problem has the path
+                ``("workers", <key>, ...)`` and the line of that key.
+        """
+        options = self.workers.options if self.workers is not None else {}
+        try:
+            return model.model_validate(options)
+        except ValidationError as exc:
+            raise config_error_from_validation(
+                exc, data=options, model=model, prefix=("workers",), source=self._source
             ) from None
 
     def _value_at(self, path: ConfigPath) -> Any:

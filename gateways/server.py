@@ -1,4 +1,4 @@
-"""The daemon: builds the channel layer, the application and every gateway, and runs them.
+"""The daemon: builds the channel layer, the application, every gateway and worker, and runs them.
 
 ``Daemon.from_config(config)`` resolves everything the YAML file names (import paths,
 gateway types, their options) without touching the network, so ``asgi-gateway check`` and
@@ -6,6 +6,10 @@ gateway types, their options) without touching the network, so ``asgi-gateway ch
 starts the gateways, waits for a stop request (SIGINT or SIGTERM under ``run``) or for a
 gateway to fail for good, then stops every gateway: intake first, then each scope's
 disconnect event, a drain of up to ``shutdown_timeout`` seconds, then the transports.
+
+Workers (``gateways.worker.Worker``, the ``workers:`` section, ``asgi-gateway worker``) start
+before the gateways and stop after them, so work the gateways' consumers hand off while
+draining still finds its worker.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from config import Config, ConfigError
 from gateways.base import Gateway, GatewayError
 from gateways.registry import resolve_gateway
 from gateways.types import ASGIApp
+from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import build_layer
 
 __all__ = ["Daemon"]
@@ -29,13 +34,15 @@ logger = logging.getLogger(__name__)
 
 
 class Daemon:
-    """A configured set of gateways sharing one application and one channel layer.
+    """A configured set of gateways and workers sharing one application and channel layer.
 
     Args:
-        application: The ASGI 3 application every gateway serves.
+        application: The ASGI 3 application every gateway and worker serves.
         gateways: The gateways, already built.
         channel_layer: The shared channel layer, closed when the daemon stops; or ``None``.
         shutdown_timeout: Seconds each gateway may drain on stop.
+        workers: Workers (``gateways.worker.Worker``), started before the gateways and
+            stopped after them.
     """
 
     def __init__(
@@ -45,9 +52,11 @@ class Daemon:
         *,
         channel_layer: Any | None = None,
         shutdown_timeout: float = 10.0,
+        workers: Sequence[Gateway] = (),
     ) -> None:
         self.application = application
         self.gateways = gateways
+        self.workers = list(workers)
         self.channel_layer = channel_layer
         self.shutdown_timeout = shutdown_timeout
         self._stop: asyncio.Event | None = None
@@ -56,19 +65,14 @@ class Daemon:
     def from_config(cls, config: Config) -> Daemon:
         """Build the daemon a validated configuration describes; start nothing.
 
+        The ``workers:`` section, if any, adds a worker for its channels beside the gateways
+        (in this process, so any channel layer does, the in-memory one included).
+
         Raises:
             ConfigError: The application or a gateway type cannot be imported, a gateway's
-                options are invalid for its type, or the layer cannot be built.
+                or the worker's options are invalid, or the layer cannot be built.
         """
-        application = config.import_object(("application",))
-        if not callable(application):
-            raise config.error_at(
-                ("application",), f"{config.application!r} is {application!r}, not an ASGI app"
-            )
-        try:
-            channel_layer = build_layer(config.layer.type, config.layer.options)
-        except Exception as exc:
-            raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
+        application, channel_layer = _application_and_layer(config)
         gateways = []
         for name, entry in config.gateways.items():
             try:
@@ -77,11 +81,70 @@ class Daemon:
                 raise config.error_at(("gateways", name, "type"), str(exc)) from None
             options = config.validate_gateway_options(name, gateway_cls.options_model)
             gateways.append(gateway_cls(name, application, options, channel_layer=channel_layer))
+        workers = []
+        if config.workers is not None:
+            options = config.validate_worker_options(WorkerOptions)
+            workers.append(
+                Worker(
+                    application,
+                    config.workers.channels,
+                    channel_layer=channel_layer,
+                    options=options,
+                )
+            )
         return cls(
             application,
             gateways,
             channel_layer=channel_layer,
             shutdown_timeout=config.shutdown_timeout,
+            workers=workers,
+        )
+
+    @classmethod
+    def for_worker(cls, config: Config, channels: Sequence[str] | None = None) -> Daemon:
+        """Build a daemon that runs only a worker (``asgi-gateway worker``): no gateway.
+
+        Args:
+            config: The configuration whose application, layer, logging and
+                ``shutdown_timeout`` (and ``workers:`` options, if any) the worker uses.
+            channels: The channel names to serve; ``None`` or empty: those of the
+                ``workers:`` section.
+
+        Raises:
+            ConfigError: The application or the layer cannot be built, or the layer lives in
+                one process (an in-memory layer: a worker in another process cannot receive
+                what the daemon's consumers send to it).
+            GatewayError: No channel is named (here or in ``workers:``), or a name is
+                invalid (see ``gateways.worker.check_channel_names``).
+        """
+        names = list(channels or ())
+        if not names and config.workers is not None:
+            names = list(config.workers.channels)
+        if not names:
+            raise GatewayError(
+                "name at least one channel to serve (asgi-gateway worker FILE CHANNEL...), "
+                "or give the file a workers: section with its channels"
+            )
+        names = check_channel_names(names)
+        application, channel_layer = _application_and_layer(config)
+        if is_process_local(channel_layer):
+            default = "" if "type" in config.layer.model_fields_set else " (the default)"
+            raise config.error_at(
+                ("layer", "type"),
+                f"the {config.layer.type!r} channel layer{default} lives in one process: a "
+                "worker in "
+                "another process cannot receive what the daemon's consumers send to it. Use a "
+                "layer that processes share (type: redis), or run the worker inside the daemon "
+                "with a workers: section",
+            )
+        options = config.validate_worker_options(WorkerOptions)
+        worker = Worker(application, names, channel_layer=channel_layer, options=options)
+        return cls(
+            application,
+            [],
+            channel_layer=channel_layer,
+            shutdown_timeout=config.shutdown_timeout,
+            workers=[worker],
         )
 
     def request_stop(self) -> None:
@@ -105,7 +168,7 @@ class Daemon:
         failure: BaseException | None = None
         with self._signals(handle_signals):
             try:
-                for gateway in self.gateways:
+                for gateway in [*self.workers, *self.gateways]:
                     await gateway.start()
                     started.append(gateway)
                     logger.info("Gateway %r (%s) started", gateway.name, gateway.protocol)
@@ -114,12 +177,15 @@ class Daemon:
                 failure = exc
             finally:
                 logger.info("Stopping: draining scopes for up to %.1f s", self.shutdown_timeout)
+                workers = [g for g in started if g in self.workers]
                 await asyncio.gather(
-                    *(g.stop(self.shutdown_timeout) for g in started), return_exceptions=True
+                    *(g.stop(self.shutdown_timeout) for g in started if g not in workers),
+                    return_exceptions=True,
                 )
-                close = getattr(self.channel_layer, "close", None)
-                if close is not None:
-                    await close()
+                await asyncio.gather(
+                    *(g.stop(self.shutdown_timeout) for g in workers), return_exceptions=True
+                )
+                await _close_layer(self.channel_layer)
                 logger.info("Stopped")
         if failure is not None:
             raise GatewayError(str(failure)) from failure
@@ -166,3 +232,27 @@ class Daemon:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+
+
+def _application_and_layer(config: Config) -> tuple[ASGIApp, Any]:
+    application = config.import_object(("application",))
+    if not callable(application):
+        raise config.error_at(
+            ("application",), f"{config.application!r} is {application!r}, not an ASGI app"
+        )
+    try:
+        channel_layer = build_layer(config.layer.type, config.layer.options)
+    except Exception as exc:
+        raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
+    return application, channel_layer
+
+
+async def _close_layer(channel_layer: Any) -> None:
+    """Close the layer: ``close()`` (ours), or ``close_pools()`` (channels_redis)."""
+    close = getattr(channel_layer, "close", None) or getattr(channel_layer, "close_pools", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:
+        logger.exception("Closing the channel layer failed")

@@ -190,7 +190,7 @@ class ChatMessageEvent(TypedDict):
 
 
 class ChatCommandEvent(TypedDict):
-    """A slash command (Slack ``/temp kitchen``: ``command`` ``"/temp"``, ``text`` ``"kitchen"``)."""
+    """A slash command: ``/temp kitchen`` is ``command`` ``"/temp"``, ``text`` ``"kitchen"``."""
 
     type: Literal["chat.command"]
     command: str
@@ -260,3 +260,31 @@ ChatReceiveEvent = (
     | ChatDisconnectEvent
 )
 ChatSendEvent = ChatSendMessageEvent | ChatReactEvent | ChatTypingEvent | ChatCloseEvent
+
+
+# =========================================================================================
+# Worker (channel) scope: docs/specs/channel.md
+# =========================================================================================
+
+
+class ChannelScope(TypedDict):
+    type: Literal["channel"]
+    asgi: ASGIVersions
+    gateway: str
+    channel: str
+    channel_layer: Any
+
+
+class ChannelMessageEvent(TypedDict):
+    """A channel layer message, as sent: its own ``type`` (``"thumbnail.generate"``) and keys."""
+
+    type: str
+
+
+class ChannelDisconnectEvent(TypedDict):
+    type: Literal["channel.disconnect"]
+    reason: Literal["closed", "shutdown"]
+
+
+class ChannelCloseEvent(TypedDict):
+    type: Literal["channel.close"]
