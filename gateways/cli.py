@@ -21,6 +21,7 @@ import click
 
 from config import Config, ConfigError, load_config
 from gateways.base import GatewayError
+from gateways.listing import describe_adapters
 from gateways.server import Daemon
 from gateways.worker import check_channel_names
 
@@ -134,3 +135,10 @@ def check(config_file: Path) -> None:
     channels = ", ".join(c for w in daemon.workers for c in getattr(w, "channels", ()))
     workers = f"; workers: {channels}" if channels else ""
     click.echo(f"{config_file}: OK; gateways: {names}{workers}")
+
+
+@main.command()
+def gateways() -> None:
+    """List the installed gateway types (entry points of the group asgi_gateway.gateways):
+    where each came from, and its options."""
+    click.echo(describe_adapters())

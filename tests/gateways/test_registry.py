@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import version
@@ -116,3 +117,19 @@ def test_the_listing_shows_each_adapter_its_origin_and_options(site: Path) -> No
     assert "\n    keepalive: int = 60  Seconds between keep-alive PINGREQs" in text
     assert "\n    password: SecretStr | None  Password;" in text  # no default shown
     assert "\nbroken  (broken-gateway 1.0, fake_adapter:Missing)\n    cannot load: " in text
+
+
+def test_the_gateways_command_lists_the_installed_adapters() -> None:
+    """``asgi-gateway gateways``, as a user runs it: the console script's module."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateways", "gateways"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in BUILTIN_GATEWAYS:
+        assert f"\n{name}  (asgi-gateway " in result.stdout
+    assert "\n    route_qos: Literal[0, 1, 2] = 0  QoS of the subscriptions" in result.stdout
+    assert "cannot load" not in result.stdout  # every built-in imports with the test extras
