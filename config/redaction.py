@@ -33,7 +33,26 @@ __all__ = [
 SECRET_MASK = "**********"  # noqa: S105 (a mask, not a password)
 """What stands in for a secret value (the same mask as pydantic's ``SecretStr``)."""
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "key")
+_SECRET_WORDS = frozenset({"password", "passwd", "secret", "secrets", "token", "tokens"})
+#: ``key`` is a secret alone or after one of these words (``api_key``, ``encryption_keys``);
+#: after others it is an identifier (``conversation_key``, ``routing_key``).
+_KEY_WORDS = frozenset({"key", "keys"})
+_SECRET_KEY_QUALIFIERS = frozenset(
+    {
+        "access",
+        "api",
+        "app",
+        "auth",
+        "client",
+        "encryption",
+        "master",
+        "private",
+        "secret",
+        "session",
+        "signing",
+    }
+)
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 # scheme://user:password@ ; the password may hold an unencoded "@" (the last "@" before the
 # path ends the user information, as in urllib.parse.urlsplit).
@@ -45,14 +64,25 @@ _URL_PASSWORD = re.compile(
 def is_secret_name(name: str) -> bool:
     """Whether an option named ``name`` holds a secret, by the name rule of this module.
 
+    The name is split into words (``bot_token``, ``botToken``, ``MQTT_PASSWORD``). It names a
+    secret if a word is password, passwd, secret or token (or a plural), or if a word is
+    key (or keys) alone or after access, api, app, auth, client, encryption, master,
+    private, secret, session or signing: ``api_key`` and ``symmetric_encryption_keys`` are
+    secrets, ``conversation_key`` is not.
+
     Args:
         name: An option or field name, e.g. ``"password"``, ``"api_key"``, ``"bot_token"``.
 
     Returns:
-        ``True`` if the lower-cased name contains password, passwd, secret, token or key.
+        ``True`` if the name is a secret's by that rule.
     """
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    words = [word.lower() for word in _NAME_PARTS.findall(name)]
+    for index, word in enumerate(words):
+        if word in _SECRET_WORDS:
+            return True
+        if word in _KEY_WORDS and (index == 0 or words[index - 1] in _SECRET_KEY_QUALIFIERS):
+            return True
+    return False
 
 
 def is_secret_value(value: object) -> bool:

@@ -170,6 +170,13 @@ def test_redact_url(url: str, expected: str) -> None:
         ("broker", False),
         ("username", False),
         ("keepalive", False),
+        ("botToken", True),
+        ("key", True),
+        ("symmetric_encryption_keys", True),
+        ("signing_secret", True),
+        ("conversation_key", False),
+        ("scope_key", False),
+        ("monkey", False),
     ],
 )
 def test_is_secret_name(name: str, secret: bool) -> None:
