@@ -2,7 +2,7 @@
 
 A consumer is one instance per scope, with methods named after event types, a channel name
 on the channel layer and optional groups (the model is Django Channels). Routers pick the
-consumer of a scope by scope type, MQTT topic or worker channel name.
+consumer of a scope by scope type, MQTT topic, chat conversation or worker channel name.
 """
 
 from __future__ import annotations
@@ -15,18 +15,33 @@ from consumers.base import (
     SyncConsumer,
     get_handler_name,
 )
+from consumers.chat import ChatConsumer, Command, command
 from consumers.mqtt import INVALID_PAYLOADS, JsonMqttConsumer, MqttConsumer
-from consumers.routing import ChannelNameRouter, ProtocolTypeRouter, Route, TopicRouter, route
-from consumers.testing import MqttCommunicator
+from consumers.routing import (
+    ChannelNameRouter,
+    ConversationRoute,
+    ConversationRouter,
+    ProtocolTypeRouter,
+    Route,
+    TopicRouter,
+    chat_route,
+    route,
+)
+from consumers.testing import ChatCommunicator, MqttCommunicator
 from consumers.topics import CompiledTopic, compile_topic
 
 __all__ = [
     "INVALID_PAYLOADS",
     "AsyncConsumer",
     "ChannelNameRouter",
+    "ChatCommunicator",
+    "ChatConsumer",
+    "Command",
     "CompiledTopic",
     "ConsumerApp",
     "ConsumerError",
+    "ConversationRoute",
+    "ConversationRouter",
     "JsonMqttConsumer",
     "MqttCommunicator",
     "MqttConsumer",
@@ -35,6 +50,8 @@ __all__ = [
     "StopConsumer",
     "SyncConsumer",
     "TopicRouter",
+    "chat_route",
+    "command",
     "compile_topic",
     "get_handler_name",
     "route",

@@ -1,0 +1,446 @@
+"""Chat consumers: one instance per conversation, commands declared on the class.
+
+The scope and events are those of ``docs/specs/chat.md`` (``gateways/types.py``, section
+"Chat scope"). How a message becomes a command (``docs/chat.md`` has the same rules):
+
+1. A ``chat.command`` (a slash command, ``/temp kitchen``) names its command: ``temp``,
+   with the arguments ``["kitchen"]``. It is always addressed to the bot.
+2. A ``chat.message`` is *addressed to the bot* when it starts with the bot's mention
+   (Slack's ``<@U123BOT>``, ``@thermo``, ``thermo:`` or ``thermo,``; the mention is
+   stripped), starts with one of ``command_prefixes`` (stripped), mentions the bot anywhere
+   (``mentions_bot``; the mentions are removed), or is in a DM (conversation kind
+   ``"direct"``). Its first word, case-insensitive, is the command; the other words are the
+   arguments. A message that is not addressed is matched too, unless ``require_address``.
+3. A message whose first word is no command goes to ``receive(message)``. The default
+   ``receive`` answers a message addressed to the bot with ``unknown_command`` and ignores
+   the others (chatter in a channel); override it to take them all.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
+
+if TYPE_CHECKING:
+    from gateways.types import (
+        ChatActionEvent,
+        ChatBot,
+        ChatCommandEvent,
+        ChatConversation,
+        ChatDisconnectEvent,
+        ChatMessageEvent,
+        ChatReactionEvent,
+        DisconnectReason,
+        Message,
+    )
+
+__all__ = ["ChatConsumer", "Command", "command"]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+_COMMAND_ATTRIBUTE = "_chat_command"
+_NAME = re.compile(r"[^\s/][^\s]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command of a ``ChatConsumer``, as ``@command`` declared it.
+
+    Attributes:
+        name: The command word, lower case (``"temp"``).
+        help: One line for ``help``.
+        usage: The arguments, for ``help`` (``"<room>"``).
+        aliases: Other words for the same command, lower case.
+        method: The name of the handler method on the consumer class.
+    """
+
+    name: str
+    help: str
+    usage: str
+    aliases: tuple[str, ...]
+    method: str
+
+    def describe(self) -> str:
+        """``"temp <room>: the room's temperature"``, as ``help`` lists it."""
+        head = f"{self.name} {self.usage}".rstrip()
+        return f"{head}: {self.help}" if self.help else head
+
+
+def _unnarrowed(value: object) -> object:
+    """``value``, typed ``object`` so that a type guard on it leaves the original alone."""
+    return value
+
+
+def _check_name(name: str, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConsumerError(
+            f"{where}: a command name is one word not starting with '/', got {name!r}"
+        )
+    return name.lower()
+
+
+def command(
+    name: str | None = None,
+    *,
+    help: str = "",
+    usage: str = "",
+    aliases: Sequence[str] = (),
+) -> Callable[[F], F]:
+    """Declare a method of a ``ChatConsumer`` as the handler of a command.
+
+    The handler is ``async def handler(self, message, args)``: ``message`` is the
+    ``chat.message`` or ``chat.command`` event, ``args`` the words after the command (a list
+    of str, split on whitespace). A str it returns is sent as the answer, in the message's
+    thread (``reply``); ``None`` sends nothing.
+
+    Example::
+
+        class Thermo(ChatConsumer):
+            @command("temp", help="the room's temperature", usage="<room>")
+            async def temp(self, message, args):
+                return f"{args[0]}: 21.5 °C" if args else "which room?"
+
+    Args:
+        name: The command word (case-insensitive); defaults to the method's name.
+        help: One line that ``help`` shows.
+        usage: The arguments, as ``help`` shows them (``"<room>"``).
+        aliases: Other words for the same command.
+
+    Raises:
+        ConsumerError: A name or alias that is not one word, or starts with ``/``
+            (a ``ValueError``).
+        TypeError: The decorated function is not an ``async def``.
+    """
+
+    checked = None if name is None else _check_name(name, "@command")
+    words = tuple(_check_name(alias, "@command aliases") for alias in aliases)
+
+    def decorate(function: F) -> F:
+        if not inspect.iscoroutinefunction(_unnarrowed(function)):
+            raise TypeError(f"@command handler {function.__qualname__} must be an async def")
+        declared = Command(
+            name=_check_name(function.__name__, "@command") if checked is None else checked,
+            help=help,
+            usage=usage,
+            aliases=words,
+            method=function.__name__,
+        )
+        setattr(function, _COMMAND_ATTRIBUTE, declared)
+        return function
+
+    return decorate
+
+
+class ChatConsumer(AsyncConsumer):
+    """A consumer of one chat conversation: hooks, commands and helpers that answer.
+
+    ``chat.connect`` calls ``connect()``; a ``chat.command`` or a ``chat.message`` naming a
+    command calls that command's handler (see the module's rules); any other
+    ``chat.message`` calls ``receive(message)``; ``chat.reaction`` calls
+    ``receive_reaction``; ``chat.action`` calls ``receive_action``; ``chat.disconnect``
+    calls ``disconnect(reason)`` and ends the consumer. Channel layer messages go to the
+    method named after their type, as in every ``AsyncConsumer``.
+
+    One instance serves the whole conversation, so attributes set on ``self`` (in
+    ``__init__`` or ``connect``) last until it ends.
+
+    Attributes:
+        commands: Every command of the class, by name and alias (lower case); built from
+            the ``@command`` methods of the class and its bases (a subclass's win).
+        command_prefixes: Prefixes that address a message to the bot and are stripped
+            (``("!",)`` for IRC-style ``!temp``); none by default.
+        require_address: Match commands only in messages addressed to the bot (for busy
+            channels); by default ``temp kitchen`` in a channel is a command too.
+        unknown_command_reply: The answer to an unknown command; ``{command}`` is the word
+            as typed, ``{commands}`` the command names.
+    """
+
+    commands: ClassVar[dict[str, Command]] = {}
+    command_prefixes: ClassVar[tuple[str, ...]] = ()
+    require_address: ClassVar[bool] = False
+    unknown_command_reply: ClassVar[str] = (
+        "Sorry, I don't know the command {command!r}. Commands: {commands}."
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.commands = _collect_commands(cls)
+
+    # -- the scope ---------------------------------------------------------------------
+
+    @property
+    def bot(self) -> ChatBot:
+        """The bot's identity, ``scope["bot"]``: ``id`` and ``name``."""
+        return self.scope["bot"]  # type: ignore[no-any-return]
+
+    @property
+    def conversation(self) -> ChatConversation:
+        """``scope["conversation"]``: ``id``, ``kind``, ``name``, ``thread_id``."""
+        return self.scope["conversation"]  # type: ignore[no-any-return]
+
+    # -- events ------------------------------------------------------------------------
+
+    async def chat_connect(self, message: Message) -> None:
+        await self.connect()
+
+    async def chat_message(self, message: ChatMessageEvent) -> None:
+        addressed, text = self.address(message)
+        if addressed or not self.require_address:
+            words = text.split()
+            found = self.commands.get(words[0].lower()) if words else None
+            if found is not None:
+                await self.run_command(found, message, words[1:])
+                return
+        await self.receive(message)
+
+    async def chat_command(self, message: ChatCommandEvent) -> None:
+        name = str(message.get("command", "")).lstrip("/").lower()
+        args = str(message.get("text") or "").split()
+        found = self.commands.get(name)
+        if found is None:
+            await self.unknown_command(message, str(message.get("command", "")), args)
+        else:
+            await self.run_command(found, message, args)
+
+    async def chat_reaction(self, message: ChatReactionEvent) -> None:
+        await self.receive_reaction(message)
+
+    async def chat_action(self, message: ChatActionEvent) -> None:
+        await self.receive_action(message)
+
+    async def chat_disconnect(self, message: ChatDisconnectEvent) -> None:
+        await self.disconnect(message.get("reason", "closed"))
+        raise StopConsumer
+
+    # -- hooks -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Called when the conversation's scope opens, before its first event."""
+
+    async def receive(self, message: ChatMessageEvent) -> None:
+        """Called for each ``chat.message`` that names no command, in arrival order.
+
+        The default answers a message addressed to the bot (``address``) with
+        ``unknown_command`` and ignores the others; call ``super().receive(message)`` from
+        an override to keep that answer.
+        """
+        addressed, text = self.address(message)
+        if addressed:
+            words = text.split()
+            await self.unknown_command(message, words[0] if words else "", words[1:])
+
+    async def receive_reaction(self, message: ChatReactionEvent) -> None:
+        """Called for each ``chat.reaction`` (``message_id``, ``reaction``, ``added``, ``user``)."""
+
+    async def receive_action(self, message: ChatActionEvent) -> None:
+        """Called for each ``chat.action`` (a button pressed: ``action_id``, ``value``)."""
+
+    async def disconnect(self, reason: DisconnectReason) -> None:
+        """Called when the conversation ends: ``"idle"``, ``"evicted"``, ``"closed"`` or
+        ``"shutdown"``. The consumer ends after it returns."""
+
+    async def unknown_command(
+        self, message: ChatMessageEvent | ChatCommandEvent, name: str, args: list[str]
+    ) -> None:
+        """Answer a command the class does not have (``name`` as typed, ``/`` kept for a
+        slash command). An empty ``name`` (a bare mention, ``@bot``) gets the ``help`` list.
+        """
+        if not name:
+            await self.run_command(self.commands["help"], message, [])
+            return
+        names = ", ".join(sorted({c.name for c in self.commands.values()}))
+        await self.reply(message, self.unknown_command_reply.format(command=name, commands=names))
+
+    @command("help", help="list the commands, or explain one", usage="[command]")
+    async def help(self, message: ChatMessageEvent | ChatCommandEvent, args: list[str]) -> str:
+        """The built-in ``help`` command: every command with its help line, or one command's."""
+        if args:
+            found = self.commands.get(args[0].lower().lstrip("/"))
+            if found is None:
+                return f"No command {args[0]!r}. Say help for the list."
+            also = f" (also: {', '.join(found.aliases)})" if found.aliases else ""
+            return found.describe() + also
+        unique = sorted({c.name: c for c in self.commands.values()}.values(), key=_by_name)
+        return "Commands:\n" + "\n".join(c.describe() for c in unique)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def address(self, message: ChatMessageEvent) -> tuple[bool, str]:
+        """Whether a ``chat.message`` is addressed to the bot, and its text without the bot's
+        mention or command prefix (see the module's rules).
+
+        Returns:
+            ``(addressed, text)``; ``text`` stripped of surrounding whitespace.
+        """
+        text = str(message.get("text") or "").strip()
+        bot: Mapping[str, Any] = self.scope.get("bot") or {}
+        ids = [re.escape(str(bot["id"]))] if bot.get("id") else []
+        names = [re.escape(str(bot["name"]))] if bot.get("name") else []
+        if ids or names:
+            leading = "|".join(
+                [f"<@{i}(?:\\|[^>]*)?>" for i in ids]
+                + [f"@{n}(?!\\w)" for n in names + ids]
+                + [f"{n}\\s*[:,]" for n in names]
+            )
+            match = re.match(f"(?:{leading})[\\s:,]*", text, re.IGNORECASE)
+            if match:
+                return True, text[match.end() :].strip()
+        for prefix in self.command_prefixes:
+            rest = text[len(prefix) :]
+            if text.startswith(prefix) and rest and not rest[0].isspace():
+                return True, rest
+        if message.get("mentions_bot"):
+            anywhere = "|".join(
+                [f"<@{i}(?:\\|[^>]*)?>" for i in ids] + [f"@{n}(?!\\w)" for n in names]
+            )
+            if anywhere:
+                text = " ".join(re.sub(anywhere, " ", text, flags=re.IGNORECASE).split())
+            return True, text
+        conversation: Mapping[str, Any] = self.scope.get("conversation") or {}
+        return conversation.get("kind") == "direct", text
+
+    async def run_command(
+        self, found: Command, message: ChatMessageEvent | ChatCommandEvent, args: list[str]
+    ) -> None:
+        """Call ``found``'s handler with ``(message, args)``; send the str it returns."""
+        answer = await getattr(self, found.method)(message, args)
+        if answer is not None:
+            await self.reply(message, str(answer))
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(
+        self,
+        text: str | Message,
+        *,
+        thread: str | None = None,
+        reply_to: str | None = None,
+        format: Literal["plain", "markdown"] | None = None,
+        native: dict[str, Any] | None = None,
+    ) -> None:
+        """Post a message in this conversation (sends ``chat.send``).
+
+        Args:
+            text: The text; or a whole event (a mapping with ``type``), sent as it is.
+            thread: The thread to post in; ``None`` posts in the conversation's thread, or at
+                the top level of a channel or DM conversation.
+            reply_to: The id of a message this one answers.
+            format: ``"plain"`` (the gateway's default) or ``"markdown"``.
+            native: Platform content (Slack: ``{"blocks": [...]}``), ``text`` then being the
+                fallback.
+
+        Raises:
+            ConsumerError: ``format`` is not ``"plain"`` or ``"markdown"`` (a ``ValueError``),
+                or keyword arguments came with a whole event.
+            TypeError: ``text`` is neither a str nor a mapping.
+            gateways.GatewayError: The gateway can't do it (e.g. ``native`` or ``markdown``
+                on a platform without them), or the platform refused it.
+        """
+        if isinstance(text, Mapping):
+            if thread is not None or reply_to is not None or format is not None or native:
+                raise ConsumerError("send() takes keyword arguments with a text, not an event")
+            await self.base_send(text)
+            return
+        if not isinstance(text, str):
+            raise TypeError(f"send() takes a str text, got {type(text).__name__}")
+        event: dict[str, Any] = {"type": "chat.send", "text": text}
+        if thread is not None:
+            event["thread"] = thread
+        if reply_to is not None:
+            event["reply_to"] = reply_to
+        if format is not None:
+            if format not in ("plain", "markdown"):
+                raise ConsumerError(f"format must be 'plain' or 'markdown', got {format!r}")
+            event["format"] = format
+        if native is not None:
+            event["native"] = native
+        await self.base_send(event)
+
+    async def reply(
+        self,
+        message: ChatMessageEvent | ChatCommandEvent | ChatActionEvent,
+        text: str,
+        **kwargs: Any,
+    ) -> None:
+        """Answer ``message`` where it was said: in its thread when it is in one (which
+        matters when the conversation is a whole channel), else in the conversation.
+
+        Args:
+            message: The event answered.
+            text: The answer.
+            **kwargs: More keyword arguments of ``send``.
+        """
+        thread = message.get("thread_id")
+        if thread is not None and "thread" not in kwargs:
+            kwargs["thread"] = thread
+        await self.send(text, **kwargs)
+
+    async def react(self, message_id: str, reaction: str, *, remove: bool = False) -> None:
+        """Add a reaction to a message (``remove=True`` takes it away); sends ``chat.react``.
+
+        Args:
+            message_id: The message's ``id``.
+            reaction: The reaction's name (``"thumbsup"``; surrounding colons are dropped).
+            remove: Take the reaction away instead.
+
+        Raises:
+            ConsumerError: An empty message id or reaction (a ``ValueError``).
+            gateways.GatewayError: The platform has no reactions.
+        """
+        name = reaction.strip(":") if isinstance(reaction, str) else ""
+        if not isinstance(message_id, str) or not message_id or not name:
+            raise ConsumerError(
+                f"react() needs a message id and a reaction, got {message_id!r}, {reaction!r}"
+            )
+        event: dict[str, Any] = {"type": "chat.react", "message_id": message_id, "reaction": name}
+        if remove:
+            event["remove"] = True
+        await self.base_send(event)
+
+    async def typing(self) -> None:
+        """Show that the bot is typing (sends ``chat.typing``).
+
+        Raises:
+            gateways.GatewayError: The platform has no typing indicator.
+        """
+        await self.base_send({"type": "chat.typing"})
+
+    async def close(self) -> None:
+        """End this conversation (sends ``chat.close``); ``disconnect("closed")`` follows.
+        The next message in it opens a new conversation with a fresh instance."""
+        await self.base_send({"type": "chat.close"})
+
+
+def _by_name(found: Command) -> str:
+    return found.name
+
+
+def _collect_commands(cls: type) -> dict[str, Command]:
+    """The commands of ``cls``: its bases' first, each class's own overriding them."""
+    commands: dict[str, Command] = {}
+    for klass in reversed(cls.__mro__):
+        own: dict[str, str] = {}
+        for attribute, value in vars(klass).items():
+            declared = getattr(value, _COMMAND_ATTRIBUTE, None)
+            if not isinstance(declared, Command) or declared.method != attribute:
+                continue
+            for word in (declared.name, *declared.aliases):
+                if word in own:
+                    raise ConsumerError(
+                        f"{klass.__qualname__}: command {word!r} is declared by both "
+                        f"{own[word]}() and {attribute}()"
+                    )
+                own[word] = attribute
+                commands[word] = declared
+    return commands
+
+
+ChatConsumer.commands = _collect_commands(ChatConsumer)

@@ -1,0 +1,36 @@
+"""A chatbot: it echoes what is said to it, and its ``count`` command says how often it did
+in this conversation (each conversation has its own consumer, so its own count).
+
+Run it in the terminal with ``asgi-gateway run examples/chatbot/gateway.yaml`` and type;
+``:help`` lists the console's control lines (``:channel general``, ``:user bob``...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from consumers import ChatConsumer, ProtocolTypeRouter, command
+
+if TYPE_CHECKING:
+    from gateways.types import ChatMessageEvent
+
+
+class EchoBot(ChatConsumer):
+    """One instance per conversation: a DM, a channel, or a thread."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.echoed = 0
+
+    @command("count", help="how many messages I echoed in this conversation")
+    async def count(self, message: Any, args: list[str]) -> str:
+        return f"{self.echoed} so far"
+
+    async def receive(self, message: ChatMessageEvent) -> None:
+        addressed, text = self.address(message)  # DM, @bot, or "bot:"; mention stripped
+        if addressed:
+            self.echoed += 1
+            await self.reply(message, text)
+
+
+application = ProtocolTypeRouter({"chat": EchoBot.as_asgi()})

@@ -1,0 +1,319 @@
+"""The chat gateway base: one long-lived scope per conversation, on any chat platform.
+
+Chat platforms are stateless per message; a ``ChatGateway`` keeps one application instance
+per *conversation* (a DM, a channel, a thread, or a channel and user: the
+``conversation_key`` option) and gives it the scope and events of ``docs/specs/chat.md``
+(``gateways/types.py``, section "Chat scope"). A platform (``ConsoleGateway``,
+``SlackGateway``) subclasses it: it sets ``platform`` and ``bot``, turns what arrives into
+events with ``conversation_for`` and ``dispatch_chat``, and carries out what the application
+sends in ``send_message`` (and ``send_reaction`` / ``send_typing`` when it can).
+
+Every event the application sends is checked here first; one the platform can't do (an
+unknown type such as ``chat.sned``, a ``chat.send`` without ``text``, a ``format`` or
+``native`` the platform does not render, a reaction where there are none) raises
+``GatewayError`` from the application's ``await send(...)``: a clear error, never silence.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import Any, ClassVar, Literal, cast
+
+from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
+from gateways.types import (
+    ChatBot,
+    ChatConversation,
+    ChatReactEvent,
+    ChatSendMessageEvent,
+    ChatTypingEvent,
+    ConversationKey,
+    Message,
+)
+
+__all__ = ["SEND_EVENT_TYPES", "ChatGateway", "ChatGatewayOptions"]
+
+logger = logging.getLogger(__name__)
+
+#: The event types an application may send to a chat gateway (docs/specs/chat.md).
+SEND_EVENT_TYPES = ("chat.send", "chat.react", "chat.typing", "chat.close")
+
+_SEND_KEYS = frozenset({"type", "text", "thread", "reply_to", "format", "native"})
+_REACT_KEYS = frozenset({"type", "message_id", "reaction", "remove"})
+_TYPING_KEYS = frozenset({"type"})
+_FORMATS = ("plain", "markdown")
+
+
+class ChatGatewayOptions(GatewayOptions):
+    """Options of every chat gateway (YAML keys of a gateway entry), beside ``GatewayOptions``.
+
+    Attributes:
+        conversation_key: What one conversation (one scope, one application instance) is:
+            ``"thread"`` (the default: a channel's or DM's top-level messages are one
+            conversation, each thread another), ``"channel"`` (a channel with its threads),
+            or ``"channel_user"`` (each user's messages in a channel, threads included).
+    """
+
+    conversation_key: ConversationKey = "thread"
+
+
+class ChatGateway(Gateway):
+    """Base of the chat gateways (``scope["type"] == "chat"``).
+
+    A subclass sets ``platform`` and, in ``start_transport()`` before it dispatches
+    anything, ``bot``; implements ``start_transport``, ``close_transport`` and
+    ``send_message``; overrides ``send_reaction`` / ``send_typing`` when the platform has
+    reactions / a typing indicator; and lists what ``chat.send`` may carry in ``formats``
+    and ``native_kinds``.
+
+    Scope keys (``scope["scope_key"]``), by ``conversation_key``: ``"thread"``:
+    ``<channel_id>`` or ``<channel_id>/<thread_id>``; ``"channel"``: ``<channel_id>``;
+    ``"channel_user"``: ``<channel_id>/@<user_id>``.
+    """
+
+    protocol: ClassVar[str] = "chat"
+    #: ``scope["platform"]``: ``"console"``, ``"slack"``, ``"irc"``.
+    platform: ClassVar[str]
+    options_model: ClassVar[type[GatewayOptions]] = ChatGatewayOptions
+    options: ChatGatewayOptions
+    #: The ``format`` values of ``chat.send`` this platform renders.
+    formats: ClassVar[frozenset[str]] = frozenset({"plain"})
+    #: The keys a ``chat.send`` ``native`` dict may have on this platform (Slack:
+    #: ``{"blocks", "attachments", ...}``); empty: ``native`` is refused.
+    native_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: The bot's identity, ``scope["bot"]``; set by the subclass before dispatching.
+    bot: ChatBot
+
+    # -- what a subclass implements ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def send_message(self, instance: ScopeInstance, event: ChatSendMessageEvent) -> None:
+        """Post a message in ``instance``'s conversation.
+
+        Args:
+            instance: The scope instance that sent it (``instance.scope["conversation"]``
+                says where to post).
+            event: A checked ``chat.send`` with every key set: ``text`` (str), ``thread``
+                (the thread to post in: the event's, else the conversation's
+                ``thread_id``; ``None`` for top level), ``reply_to`` (a message id or
+                ``None``), ``format`` (one of ``formats``) and ``native`` (``None`` or a dict
+                whose keys are in ``native_kinds``).
+
+        Raises:
+            GatewayError: The platform refused the message or could not be reached.
+        """
+
+    async def send_reaction(self, instance: ScopeInstance, event: ChatReactEvent) -> None:
+        """Add (or with ``remove`` true, take away) a reaction on a message.
+
+        Args:
+            instance: The scope instance that sent it.
+            event: A checked ``chat.react``: ``message_id`` and ``reaction`` (non-empty
+                str), ``remove`` (bool, set).
+
+        Raises:
+            GatewayError: Always, unless overridden: this platform has no reactions.
+        """
+        raise GatewayError(
+            f"gateway {self.name!r} (platform {self.platform!r}) cannot send reactions; "
+            f"scope {instance.key!r} sent chat.react {event['reaction']!r}"
+        )
+
+    async def send_typing(self, instance: ScopeInstance, event: ChatTypingEvent) -> None:
+        """Show that the bot is typing in ``instance``'s conversation.
+
+        Raises:
+            GatewayError: Always, unless overridden: this platform has no typing indicator.
+        """
+        raise GatewayError(
+            f"gateway {self.name!r} (platform {self.platform!r}) cannot show typing; "
+            f"scope {instance.key!r} sent chat.typing"
+        )
+
+    # -- conversations -----------------------------------------------------------------
+
+    def conversation_for(
+        self,
+        *,
+        channel_id: str,
+        kind: Literal["direct", "group"],
+        name: str | None,
+        thread_id: str | None,
+        user_id: str,
+    ) -> tuple[str, ChatConversation]:
+        """The scope key and the scope's ``conversation`` for an event, per
+        ``options.conversation_key``.
+
+        ``"thread"``: an event with ``thread_id`` is in conversation
+        ``(channel_id, thread_id)`` of kind ``"thread"``; without, in ``(channel_id)`` of
+        ``kind``. ``"channel"``: ``(channel_id)`` of ``kind``, threads included.
+        ``"channel_user"``: ``(channel_id, user_id)`` of ``kind``, threads included, with
+        ``conversation["user_id"]`` set.
+
+        Args:
+            channel_id: The platform's channel (DM, channel, group DM) id.
+            kind: ``"direct"`` for a DM, ``"group"`` for anything with more people.
+            name: The channel's name (``"general"``), ``None`` when it has none (a DM).
+            thread_id: The thread the event is in (the id of its first message), or ``None``.
+            user_id: The user the event is from.
+
+        Returns:
+            ``(scope_key, conversation)``.
+        """
+        mode = self.options.conversation_key
+        if mode == "thread" and thread_id is not None:
+            conversation: ChatConversation = {
+                "id": channel_id,
+                "kind": "thread",
+                "name": name,
+                "thread_id": thread_id,
+            }
+            return f"{channel_id}/{thread_id}", conversation
+        conversation = {"id": channel_id, "kind": kind, "name": name, "thread_id": None}
+        if mode == "channel_user":
+            conversation["user_id"] = user_id
+            return f"{channel_id}/@{user_id}", conversation
+        return channel_id, conversation
+
+    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
+        """Deliver ``event`` to the conversation's instance, opening one if none is live.
+
+        The scope (``platform``, ``scope_key``, ``conversation``, ``bot``) is built only when
+        no instance of ``key`` is live.
+
+        Args:
+            key: The scope key, from ``conversation_for``.
+            conversation: The conversation, from ``conversation_for``.
+            event: A ``chat.message``, ``chat.command``, ``chat.reaction`` or ``chat.action``.
+
+        Raises:
+            GatewayError: ``bot`` is not set yet (the subclass must set it in
+                ``start_transport`` before dispatching).
+        """
+        if self.instances.get(key) is not None:
+            await self.dispatch(key, event)
+            return
+        bot = getattr(self, "bot", None)
+        if bot is None:
+            raise GatewayError(
+                f"gateway {self.name!r}: bot identity not set before dispatching to {key!r}"
+            )
+        scope = self.new_scope(
+            platform=self.platform, scope_key=key, conversation=conversation, bot=bot
+        )
+        await self.dispatch(key, event, scope)
+
+    # -- events from the application ----------------------------------------------------
+
+    async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
+        """Check an event from the application and carry it out.
+
+        Raises:
+            GatewayError: The event's type is not ``chat.send``, ``chat.react`` or
+                ``chat.typing``; a key is missing, unknown or of the wrong type; the
+                platform can't render its ``format`` or ``native``, has no reactions or
+                typing indicator; or the platform failed. The message names the gateway,
+                the scope key and the problem.
+        """
+        kind = message.get("type")
+        if kind == "chat.send":
+            await self.send_message(instance, self._check_send(instance, message))
+        elif kind == "chat.react":
+            await self.send_reaction(instance, self._check_react(instance, message))
+        elif kind == "chat.typing":
+            self._check_keys(instance, message, _TYPING_KEYS)
+            await self.send_typing(instance, {"type": "chat.typing"})
+        else:
+            raise self._error(
+                instance,
+                f"can't send an event of type {kind!r}; known: {', '.join(SEND_EVENT_TYPES)}",
+            )
+
+    def _error(self, instance: ScopeInstance, problem: str) -> GatewayError:
+        return GatewayError(f"gateway {self.name!r}, scope {instance.key!r}: {problem}")
+
+    def _check_keys(self, instance: ScopeInstance, message: Message, known: frozenset[str]) -> None:
+        unknown = sorted(str(k) for k in message if k not in known)
+        if unknown:
+            raise self._error(
+                instance,
+                f"{message['type']} has unknown keys {unknown}; known: {sorted(known)}",
+            )
+
+    def _optional_str(self, instance: ScopeInstance, message: Message, key: str) -> str | None:
+        value = message.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self._error(
+                instance, f"{message['type']} {key!r} must be a str or None, got {value!r}"
+            )
+        return value
+
+    def _check_send(self, instance: ScopeInstance, message: Message) -> ChatSendMessageEvent:
+        self._check_keys(instance, message, _SEND_KEYS)
+        if "text" not in message:
+            raise self._error(instance, "chat.send needs 'text' (a str), and has none")
+        text = message["text"]
+        if not isinstance(text, str):
+            raise self._error(instance, f"chat.send 'text' must be a str, got {text!r}")
+        thread = self._optional_str(instance, message, "thread")
+        reply_to = self._optional_str(instance, message, "reply_to")
+        fmt = message.get("format", "plain")
+        if fmt not in _FORMATS:
+            raise self._error(
+                instance, f"chat.send 'format' must be one of {list(_FORMATS)}, got {fmt!r}"
+            )
+        if fmt not in self.formats:
+            raise self._error(
+                instance,
+                f"platform {self.platform!r} cannot render chat.send format {fmt!r}; "
+                f"it renders {sorted(self.formats)}",
+            )
+        native = message.get("native")
+        if native is not None:
+            if not isinstance(native, dict):
+                raise self._error(
+                    instance, f"chat.send 'native' must be a dict or None, got {native!r}"
+                )
+            if not self.native_kinds:
+                raise self._error(
+                    instance,
+                    f"platform {self.platform!r} has no native content; chat.send 'native' "
+                    f"with keys {sorted(map(str, native))} can't be sent",
+                )
+            foreign = sorted(str(k) for k in native if k not in self.native_kinds)
+            if foreign:
+                raise self._error(
+                    instance,
+                    f"platform {self.platform!r} can't use chat.send 'native' keys {foreign}; "
+                    f"it takes {sorted(self.native_kinds)}",
+                )
+        if not text and not native:
+            raise self._error(instance, "chat.send has empty 'text' and no 'native' content")
+        if thread is None:
+            thread = cast("ChatConversation", instance.scope["conversation"])["thread_id"]
+        return {
+            "type": "chat.send",
+            "text": text,
+            "thread": thread,
+            "reply_to": reply_to,
+            "format": cast("Literal['plain', 'markdown']", fmt),
+            "native": cast("dict[str, Any] | None", native),
+        }
+
+    def _check_react(self, instance: ScopeInstance, message: Message) -> ChatReactEvent:
+        self._check_keys(instance, message, _REACT_KEYS)
+        for key in ("message_id", "reaction"):
+            value = message.get(key)
+            if not isinstance(value, str) or not value:
+                raise self._error(
+                    instance, f"chat.react needs {key!r}, a non-empty str, got {value!r}"
+                )
+        remove = message.get("remove", False)
+        if not isinstance(remove, bool):
+            raise self._error(instance, f"chat.react 'remove' must be a bool, got {remove!r}")
+        return {
+            "type": "chat.react",
+            "message_id": message["message_id"],
+            "reaction": message["reaction"],
+            "remove": remove,
+        }
