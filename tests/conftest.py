@@ -16,6 +16,8 @@ from paho.mqtt.properties import Properties
 
 from gateways.base import GatewayError
 from gateways.testing import Mosquitto, free_port
+from layer.base import LayerError
+from layer.testing import RedisServer
 
 # -- Mosquitto (gateways.testing, a public test utility) -----------------------------------
 
@@ -241,3 +243,265 @@ async def run_gateway() -> AsyncIterator[Callable[[Any], Any]]:
     for gateway in reversed(started):
         async with asyncio.timeout(15):
             await gateway.stop(drain_timeout=2)
+
+
+# -- redis-server (layer.testing, a public test utility) ------------------------------------
+
+
+@pytest.fixture
+def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """``make_redis(extra_args=None)``: start another redis-server on a free port (its log in a
+    directory of its own under ``tmp_path``); every one is killed at teardown."""
+    started: list[RedisServer] = []
+
+    def make(extra_args: list[str] | None = None) -> RedisServer:
+        directory = tmp_path / f"redis-{len(started)}"
+        directory.mkdir()
+        server = RedisServer(directory, free_port(), extra_args)
+        started.append(server)
+        try:
+            server.start()
+        except LayerError as exc:
+            pytest.fail(str(exc))
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture
+def redis_server(make_redis: Callable[..., RedisServer]) -> RedisServer:
+    """A running redis-server on a free port, killed at teardown."""
+    return make_redis()
+
+
+# -- Slack (gateways.slack_testing, a public test utility) ----------------------------------
+
+
+@pytest.fixture
+async def slack_server() -> AsyncIterator[Any]:
+    """A started ``SlackTestServer`` on a free port, stopped at teardown. An unacknowledged
+    ``events_api`` envelope is redelivered after 0.5 s (Slack: 3 s)."""
+    from gateways.slack_testing import SlackTestServer
+
+    async with SlackTestServer.started(ack_timeout=0.5) as server:
+        yield server
+
+
+@pytest.fixture
+def slack_options(slack_server: Any) -> Callable[..., Any]:
+    """``slack_options(**overrides)``: ``SlackGatewayOptions`` pointing at ``slack_server``:
+    Socket Mode (``mode="http"`` listens on a free port), its tokens and signing secret,
+    short pings and timeouts."""
+    from gateways.slack_options import SlackGatewayOptions
+
+    def make(**overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "bot_token": slack_server.bot_token,
+            "app_token": slack_server.app_token,
+            "signing_secret": slack_server.signing_secret,
+            "base_url": slack_server.api_url,
+            "port": 0,
+            "ping_interval": 0.3,
+            "connect_timeout": 5,
+            "api_timeout": 5,
+        }
+        values.update(overrides)
+        return SlackGatewayOptions(**values)
+
+    return make
+
+
+# -- ngircd and IRC humans (gateways.irc_testing, a public test utility) --------------------
+
+import re  # noqa: E402 (this section's own imports)
+
+from gateways.irc import IrcGateway, IrcGatewayOptions  # noqa: E402
+from gateways.irc_testing import Ngircd  # noqa: E402
+
+
+@pytest.fixture
+def make_ngircd(tmp_path: Path) -> Iterator[Callable[..., Ngircd]]:
+    """``make_ngircd(password=None, penalties=False)``: start another ngircd on a free port
+    (its files in a directory of its own under ``tmp_path``); every one is killed at
+    teardown. Penalties (ngircd's flood protection) are off unless asked, to keep tests fast."""
+    started: list[Ngircd] = []
+
+    def make(password: str | None = None, penalties: bool = False) -> Ngircd:
+        directory = tmp_path / f"ngircd-{len(started)}"
+        directory.mkdir()
+        server = Ngircd(directory, free_port(), password=password, penalties=penalties)
+        started.append(server)
+        try:
+            server.start()
+        except GatewayError as exc:
+            pytest.fail(str(exc))
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture
+def ngircd(make_ngircd: Callable[..., Ngircd]) -> Ngircd:
+    """A running ngircd (``gateways.irc_testing.Ngircd``) on a free port, killed at teardown."""
+    return make_ngircd()
+
+
+class IrcHuman:
+    """An ordinary IRC client on a raw socket, playing the human in IRC tests.
+
+    Every line received is kept (``raw_lines``, bytes without CRLF) and answered if it is a
+    PING. ``expect(pattern)`` waits for the next line matching a regular expression.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, nick: str):
+        self.reader = reader
+        self.writer = writer
+        self.nick = nick
+        self.raw_lines: list[bytes] = []
+        self.cursor = 0
+        self.closed = False
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    def __repr__(self) -> str:
+        return f"<IrcHuman {self.nick!r} lines={len(self.raw_lines)}>"
+
+    @property
+    def lines(self) -> list[str]:
+        return [line.decode(errors="replace") for line in self.raw_lines]
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                data = await self.reader.readline()
+                if not data:
+                    break
+                line = data.rstrip(b"\r\n")
+                if line.startswith(b"PING"):
+                    self.writer.write(b"PONG" + line[4:] + b"\r\n")
+                self.raw_lines.append(line)
+                self._changed.set()
+        except OSError:
+            pass
+        finally:
+            self.closed = True
+            self._changed.set()
+
+    async def send(self, line: str) -> None:
+        self.writer.write(line.encode() + b"\r\n")
+        await self.writer.drain()
+
+    async def privmsg(self, target: str, text: str) -> None:
+        await self.send(f"PRIVMSG {target} :{text}")
+
+    async def expect(self, pattern: str, within: float = 10.0) -> re.Match[str]:
+        """The next line (after the last one expected) matching ``pattern`` (``re.search``)."""
+        regex = re.compile(pattern)
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    lines = self.raw_lines
+                    while self.cursor < len(lines):
+                        line = lines[self.cursor].decode(errors="replace")
+                        self.cursor += 1
+                        match = regex.search(line)
+                        if match is not None:
+                            return match
+                    if self.closed:
+                        raise TimeoutError
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            pytest.fail(
+                f"{self.nick} got no line matching {pattern!r} within {within} s "
+                f"(connection closed: {self.closed}); lines: {self.lines[-20:]}"
+            )
+
+    async def join(self, channel: str) -> None:
+        await self.send(f"JOIN {channel}")
+        await self.expect(rf"^:{re.escape(self.nick)}!\S+ JOIN :?{re.escape(channel)}$")
+
+    async def wait_member(self, channel: str, nick: str, within: float = 10.0) -> None:
+        """Wait until ``nick`` is in ``channel`` (asks NAMES every 0.2 s)."""
+        names = re.compile(rf" 353 \S+ [=*@] {re.escape(channel)} :(.*)$")
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            await self.send(f"NAMES {channel}")
+            match = await self.expect(rf" 366 \S+ {re.escape(channel)} ")
+            start = max(self.cursor - 50, 0)
+            for line in self.lines[start : self.cursor]:
+                found = names.search(line)
+                if found and nick in [n.lstrip("~&@%+") for n in found.group(1).split()]:
+                    return
+            del match
+            await asyncio.sleep(0.2)
+        pytest.fail(f"{nick} did not join {channel} within {within} s; lines: {self.lines[-20:]}")
+
+    async def close(self) -> None:
+        if not self.closed:
+            with contextlib.suppress(OSError):
+                await self.send("QUIT :bye")
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@pytest.fixture
+def irc_human() -> Callable[..., contextlib.AbstractAsyncContextManager[IrcHuman]]:
+    """``async with irc_human(server, "alice") as alice:`` a registered ordinary IRC client
+    (``password`` for a server that needs one)."""
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        server: Ngircd, nick: str, password: str | None = None
+    ) -> AsyncIterator[IrcHuman]:
+        async with asyncio.timeout(10):
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+        human = IrcHuman(reader, writer, nick)
+        try:
+            if password is not None:
+                await human.send(f"PASS {password}")
+            await human.send(f"NICK {nick}")
+            await human.send(f"USER {nick} 0 * :{nick} the human")
+            await human.expect(r"^:\S+ (001|433) ")
+            if human.lines[human.cursor - 1].split()[1] == "433":
+                pytest.fail(f"nick {nick!r} is taken on {server}")
+            yield human
+        finally:
+            await human.close()
+
+    return connect
+
+
+@pytest.fixture
+def make_irc_gateway() -> Callable[..., IrcGateway]:
+    """``make_irc_gateway(server, app, **options)``: an ``IrcGateway`` (not started) named
+    ``"irc"`` for ``server``, nick ``gwbot``, channel ``#t``, fast reconnects and flood
+    control; ``options`` override those."""
+
+    def make(server: Ngircd, app: Any, **options: Any) -> IrcGateway:
+        settings: dict[str, Any] = {
+            "server": server.host,
+            "port": server.port,
+            "nick": "gwbot",
+            "channels": ["#t"],
+            "connect_timeout": 5,
+            "send_timeout": 10,
+            "reconnect": {"initial": 0.1, "maximum": 1.0},
+            "flood": {"burst": 5, "rate": 50},
+        }
+        settings.update(options)
+        return IrcGateway("irc", app, IrcGatewayOptions(**settings))
+
+    return make
