@@ -20,6 +20,9 @@ import abc
 import logging
 from typing import Any, ClassVar, Literal, cast
 
+from pydantic import Field, model_validator
+
+from config import OptionsModel
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
 from gateways.types import (
     ChatBot,
@@ -29,9 +32,10 @@ from gateways.types import (
     ChatTypingEvent,
     ConversationKey,
     Message,
+    Scope,
 )
 
-__all__ = ["SEND_EVENT_TYPES", "ChatGateway", "ChatGatewayOptions"]
+__all__ = ["SEND_EVENT_TYPES", "ChatGateway", "ChatGatewayOptions", "OpenConversation"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,21 @@ _TYPING_KEYS = frozenset({"type"})
 _FORMATS = ("plain", "markdown")
 
 
+class OpenConversation(OptionsModel):
+    """A conversation the gateway opens when it starts, and keeps open (``conversations``).
+
+    Attributes:
+        id: The platform's channel id (Slack ``C0123ABCD``, IRC ``#ops``, console
+            ``#alerts``).
+        kind: ``"group"`` (a channel) or ``"direct"`` (a DM).
+        name: The channel's name, for ``scope["conversation"]["name"]`` and routing.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["direct", "group"] = "group"
+    name: str | None = None
+
+
 class ChatGatewayOptions(GatewayOptions):
     """Options of every chat gateway (YAML keys of a gateway entry), beside ``GatewayOptions``.
 
@@ -52,9 +71,25 @@ class ChatGatewayOptions(GatewayOptions):
             ``"thread"`` (the default: a channel's or DM's top-level messages are one
             conversation, each thread another), ``"channel"`` (a channel with its threads),
             or ``"channel_user"`` (each user's messages in a channel, threads included).
+        conversations: Conversations opened when the gateway starts, before anyone writes in
+            them, and kept open (never idle, never evicted) until they close or the daemon
+            stops: where a consumer posts what did not come from the chat, such as device
+            alerts from a group.
     """
 
     conversation_key: ConversationKey = "thread"
+    conversations: tuple[OpenConversation, ...] = ()
+
+    @model_validator(mode="after")
+    def _conversations_fit_the_key(self) -> ChatGatewayOptions:
+        if self.conversations and self.conversation_key == "channel_user":
+            raise ValueError(
+                "conversations can't be opened with conversation_key 'channel_user': "
+                "such a conversation belongs to a user, and none has written yet"
+            )
+        if len({c.id for c in self.conversations}) < len(self.conversations):
+            raise ValueError("conversations: each id may be listed once")
+        return self
 
 
 class ChatGateway(Gateway):
@@ -130,6 +165,23 @@ class ChatGateway(Gateway):
             f"scope {instance.key!r} sent chat.typing"
         )
 
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the transport (which sets ``bot``), then open the ``conversations`` of the
+        options, pinned: each instance gets ``chat.connect`` and waits for its first event.
+
+        Raises:
+            GatewayError: The transport failed to start, or ``bot`` was not set by it.
+        """
+        await super().start()
+        for entry in self.options.conversations:
+            key, conversation = self.conversation_for(
+                channel_id=entry.id, kind=entry.kind, name=entry.name, thread_id=None, user_id=""
+            )
+            if key not in self.instances:
+                self.open_scope(key, self._chat_scope(key, conversation), pinned=True)
+
     # -- conversations -----------------------------------------------------------------
 
     def conversation_for(
@@ -193,15 +245,17 @@ class ChatGateway(Gateway):
         if self.instances.get(key) is not None:
             await self.dispatch(key, event)
             return
+        await self.dispatch(key, event, self._chat_scope(key, conversation))
+
+    def _chat_scope(self, key: str, conversation: ChatConversation) -> Scope:
         bot = getattr(self, "bot", None)
         if bot is None:
             raise GatewayError(
-                f"gateway {self.name!r}: bot identity not set before dispatching to {key!r}"
+                f"gateway {self.name!r}: bot identity not set before opening scope {key!r}"
             )
-        scope = self.new_scope(
+        return self.new_scope(
             platform=self.platform, scope_key=key, conversation=conversation, bot=bot
         )
-        await self.dispatch(key, event, scope)
 
     # -- events from the application ----------------------------------------------------
 

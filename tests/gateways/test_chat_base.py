@@ -351,3 +351,46 @@ def test_options_take_only_the_three_conversation_key_modes() -> None:
     assert ChatGatewayOptions().conversation_key == "thread"
     with pytest.raises(ValueError, match="conversation_key"):
         ChatGatewayOptions(conversation_key="user")  # type: ignore[arg-type]
+
+
+async def test_configured_conversations_open_at_start_and_outlive_idle_timeout(
+    recording_app: Any, run_gateway: Any
+) -> None:
+    """An alert conversation exists before anyone writes in it, and is never idle."""
+    app = recording_app(on_event=sends({"type": "chat.send", "text": "noted"}))
+    gateway = await run_gateway(
+        LoopbackChat(
+            app,
+            idle_timeout=0.05,
+            conversations=[{"id": "C9", "name": "alerts"}, {"id": "D9", "kind": "direct"}],
+        )
+    )
+    await app.wait_for(lambda: len(app.logs) == 2)
+    alerts, direct = app.logs
+    assert alerts.scope["conversation"] == {
+        "id": "C9",
+        "kind": "group",
+        "name": "alerts",
+        "thread_id": None,
+    }
+    assert direct.scope["conversation"]["kind"] == "direct"
+    assert alerts.types == ["chat.connect"]
+    await gateway.post("other")  # an ordinary conversation, which does idle out
+    await app.wait_for(lambda: len(app.logs) == 3 and "chat.disconnect" in app.logs[2].types)
+    assert set(gateway.instances) == {"C9", "D9"}
+    assert await gateway.post("hi", channel="C9") == "C9"  # a message joins the open one
+    await app.wait_for(lambda: ("C9", {"type": "chat.send", "text": "noted"}) in _sent(gateway))
+    assert len(app.logs) == 3
+
+
+def _sent(gateway: LoopbackChat) -> list[tuple[str, Message]]:
+    return [(key, {"type": e["type"], "text": e["text"]}) for key, e in gateway.sent]
+
+
+def test_configured_conversations_are_checked() -> None:
+    with pytest.raises(ValueError, match="can't be opened with conversation_key 'channel_user'"):
+        ChatGatewayOptions(conversation_key="channel_user", conversations=[{"id": "C9"}])
+    with pytest.raises(ValueError, match="each id may be listed once"):
+        ChatGatewayOptions(conversations=[{"id": "C9"}, {"id": "C9"}])
+    with pytest.raises(ValueError, match="kind"):
+        ChatGatewayOptions(conversations=[{"id": "C9", "kind": "thread"}])
