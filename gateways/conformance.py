@@ -105,6 +105,8 @@ class KitApplication:
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
         self.records: list[ScopeRecord] = []
+        #: The scope key each index of the harness went to.
+        self.index_keys: dict[int, str] = {}
         self._armed: str | None = None
 
     def arm(self, action: str) -> None:
@@ -206,9 +208,21 @@ class GatewayConformance:
 
         await self.wait_until(delivered, f"delivery of the message for scope index {index}")
         fresh = app.records[before:]
-        if fresh:
-            return fresh[-1]
-        return next(r for r in app.records if len(r.events) > seen[id(r)])
+        fed = (r for r in app.records if len(r.events) > seen.get(id(r), 0))
+        record = fresh[-1] if fresh else next(fed)
+        known = app.index_keys.get(index)
+        if known is None:
+            others = {k: i for i, k in app.index_keys.items()}
+            assert record.key not in others, (
+                f"harness: scope indexes {others.get(record.key)} and {index} both went to "
+                f"scope key {record.key!r}; distinct indexes must be distinct scopes"
+            )
+            app.index_keys[index] = record.key
+        else:
+            assert record.key == known, (
+                f"harness: scope index {index} went to {record.key!r}, before to {known!r}"
+            )
+        return record
 
     def assert_lifecycle(self, record: ScopeRecord, protocol: str, reason: str) -> None:
         """``<protocol>.connect`` first and ``<protocol>.disconnect`` (``reason``) last, once."""
@@ -292,8 +306,10 @@ class GatewayConformance:
         async with self.running(harness) as (gateway, app):
             app.arm("crash")
             crashed = await self.open(harness, gateway, app, 0)
-            await self.wait_until(lambda: crashed.returned, "the crash")
-            assert crashed.key not in gateway.instances
+            await self.wait_until(
+                lambda: crashed.returned and crashed.key not in gateway.instances,
+                "the end of the crashed scope",
+            )
             other = await self.open(harness, gateway, app, 1)
             assert other.key in gateway.instances
             again = await self.open(harness, gateway, app, 0)

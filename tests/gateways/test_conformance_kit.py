@@ -78,3 +78,16 @@ async def test_the_kit_fails_a_gateway_that_evicts_without_a_disconnect() -> Non
         await kit.test_eviction_keeps_max_scopes_and_ends_the_least_recently_used(
             LoopbackHarness(CancellingGateway)
         )
+
+
+class OneScopeHarness(LoopbackHarness):
+    """Broken: every index goes to the same scope key."""
+
+    async def trigger(self, gateway: Gateway, index: int) -> None:
+        await super().trigger(gateway, 0)
+
+
+async def test_the_kit_fails_a_harness_whose_indexes_share_a_scope() -> None:
+    kit = GatewayConformance()
+    with pytest.raises(AssertionError, match="scope indexes 0 and 1 both went to"):
+        await kit.test_a_crashing_instance_ends_only_its_own_scope(OneScopeHarness())
