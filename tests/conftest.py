@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+from daemon_helpers import Daemon
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -222,6 +225,40 @@ class RecordingApp:
 def recording_app() -> Callable[..., RecordingApp]:
     """``recording_app(on_event=None)``: a fresh ``RecordingApp``."""
     return RecordingApp
+
+
+# -- subprocesses ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A list to append started processes to; each is killed (if still running) and its
+    pipes closed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def run_daemon(mosquitto: Mosquitto) -> Iterator[Callable[..., Daemon]]:
+    """``run_daemon(config, **env)``: ``python -m gateways run config`` on ``mosquitto``
+    (``MQTT_URL``) at log level INFO; every daemon is killed at teardown."""
+    started: list[Daemon] = []
+
+    def start(config: Path, **env: str) -> Daemon:
+        daemon = Daemon(config, {"MQTT_URL": mosquitto.url, "LOG_LEVEL": "INFO", **env})
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop(signal.SIGKILL)
 
 
 # -- running gateways -----------------------------------------------------------------------

@@ -4,90 +4,16 @@ Mosquitto, with an outside MQTT client playing the devices."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "daemon_apps"
-
-
-class Daemon:
-    """``python -m gateways run <file>`` with its output collected."""
-
-    def __init__(self, config: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateways", "run", str(config)],
-            cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(APPS), **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.output = ""
-
-    def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout: float = 20) -> int:
-        """Send ``sig`` (``None``: none, the daemon is stopping already) and wait for the exit."""
-        if sig is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            out, _ = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
-        self.output += out.decode(errors="replace")
-        return self.process.returncode
-
-
-@pytest.fixture
-def run_daemon(mosquitto: Any) -> Iterator[Any]:
-    started: list[Daemon] = []
-
-    def start(config: Path, **env: str) -> Daemon:
-        daemon = Daemon(config, {"MQTT_URL": mosquitto.url, "LOG_LEVEL": "INFO", **env})
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop(signal.SIGKILL)
-
-
-@asynccontextmanager
-async def client(mosquitto: Any, *filters: str) -> AsyncIterator[aiomqtt.Client]:
-    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
-        for topic_filter in filters:
-            await c.subscribe(topic_filter, qos=1)
-        yield c
-
-
-async def next_message(c: aiomqtt.Client, topic: str, timeout: float = 10) -> aiomqtt.Message:
-    async with asyncio.timeout(timeout):
-        async for message in c.messages:
-            if message.topic.value == topic:
-                return message
-    raise AssertionError("unreachable")
-
-
-async def until_reply(
-    c: aiomqtt.Client, topic: str, payload: bytes, reply_topic: str, timeout: float = 15
-) -> aiomqtt.Message:
-    """Publish until a reply comes: the daemon may still be connecting or reconnecting."""
-    async with asyncio.timeout(timeout):
-        while True:
-            await c.publish(topic, payload, qos=1)
-            try:
-                return await next_message(c, reply_topic, timeout=0.5)
-            except TimeoutError:
-                continue
+from daemon_helpers import APPS, ROOT, Daemon, client, next_message, state, until_reply
 
 
 async def test_echo_example_replies(mosquitto: Any, run_daemon: Any) -> None:
@@ -98,12 +24,6 @@ async def test_echo_example_replies(mosquitto: Any, run_daemon: Any) -> None:
         await c.publish("echo/bob", b"hi bob", qos=1)
         assert (await next_message(c, "echo/bob/reply")).payload == b"hi bob"
     assert daemon.stop() == 0
-
-
-def state(message: aiomqtt.Message) -> dict[str, Any]:
-    assert isinstance(message.payload, bytes)
-    result: dict[str, Any] = json.loads(message.payload)
-    return result
 
 
 async def test_thermostat_keeps_per_device_state_across_a_broker_restart(
@@ -203,7 +123,7 @@ async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path:
     port = free_port()
     daemon = Daemon(
         ROOT / "examples" / "thermostat" / "gateway.yaml",
-        {"MQTT_URL": f"embedded://127.0.0.1:{port}"},
+        {"MQTT_URL": f"embedded://127.0.0.1:{port}", "LOG_LEVEL": "INFO"},
     )
     try:
         async with asyncio.timeout(30):

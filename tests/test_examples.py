@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from consumers import MqttCommunicator
+from consumers import ChatCommunicator, MqttCommunicator
 from layer import InMemoryChannelLayer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "thermostat"
@@ -80,3 +80,64 @@ async def test_an_invalid_reading_is_counted_and_the_device_goes_on(
     assert reply["topic"] == "devices/hall/state/reply"
     assert json.loads(reply["payload"]) == {"last": 19.0, "avg": 19.0, "count": 1}
     await communicator.disconnect()
+
+
+# -- devices meet chat: the chat consumers ask the device consumers over the layer ------------
+
+
+async def test_chat_asks_the_device_consumers_over_the_channel_layer(
+    thermostat: ModuleType,
+) -> None:
+    layer = InMemoryChannelLayer()
+    kitchen = MqttCommunicator(
+        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+    )
+    hall = MqttCommunicator(thermostat.application, "devices/hall/telemetry", channel_layer=layer)
+    chat = ChatCommunicator(thermostat.application, kind="direct", channel_layer=layer)
+    for communicator in (kitchen, hall, chat):
+        await communicator.connect()
+    await chat.say("temp kitchen")
+    assert await chat.receive_text(timeout=5) == "No reading from kitchen yet."
+    await reading(kitchen, "kitchen", 21.5)
+    await reading(kitchen, "kitchen", 22.5)
+    await reading(hall, "hall", 18.0)
+    await chat.say("temp kitchen")
+    assert await chat.receive_text(timeout=5) == (
+        "kitchen: 22.5 °C, average 22.0 °C over 2 readings"
+    )
+    await chat.command("/temp", "hall")
+    assert await chat.receive_text(timeout=5) == "hall: 18.0 °C, average 18.0 °C over 1 reading"
+    await chat.say("temp attic")
+    assert await chat.receive_text(timeout=5) == "No reading from attic yet."
+    await chat.say("devices")
+    assert await chat.receive_text(timeout=5) == "Devices: hall, kitchen"
+    for communicator in (kitchen, hall, chat):
+        await communicator.disconnect()
+
+
+async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
+    thermostat: ModuleType,
+) -> None:
+    layer = InMemoryChannelLayer()
+    alerts = ChatCommunicator(
+        thermostat.application, kind="group", name="alerts", channel_layer=layer
+    )
+    elsewhere = ChatCommunicator(
+        thermostat.application, kind="group", name="general", channel_layer=layer
+    )
+    device = MqttCommunicator(
+        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+    )
+    for communicator in (alerts, elsewhere, device):
+        await communicator.connect()
+    await reading(device, "kitchen", 24.0)  # under the threshold (25 here): no alert
+    await reading(device, "kitchen", 31.0)
+    assert await alerts.receive_text(timeout=5) == ("Alert: kitchen at 31.0 °C, above 25.0 °C")
+    await alerts.receive_nothing()
+    await elsewhere.receive_nothing()  # only the alerts conversation is in the group
+    await alerts.say("temp kitchen")  # the alerts conversation takes commands too
+    assert await alerts.receive_text(timeout=5) == (
+        "kitchen: 31.0 °C, average 27.5 °C over 2 readings"
+    )
+    for communicator in (alerts, elsewhere, device):
+        await communicator.disconnect()

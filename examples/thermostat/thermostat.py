@@ -10,26 +10,48 @@ the same JSON on ``devices/{device_id}/state/reply``. Every device consumer is i
 ``telemetry``; a reading above ``THERMOSTAT_ALERT_ABOVE`` (degrees, default 30) is sent to
 that group as a ``telemetry.alert`` message, for any consumer in the group (a chat
 conversation, a worker) to act on.
+
+Devices meet chat over the channel layer. Every device consumer is also in the group
+``thermostats`` and answers a ``thermostat.query`` there with its state, sent to the
+query's ``reply_channel``. One ``ThermostatChat`` instance per chat conversation (the
+console, Slack, IRC) answers ``temp kitchen`` by asking the kitchen's consumer, and
+``devices`` by asking them all; the conversation named ``alerts``, which the gateway opens
+at start (its ``conversations`` option), joins ``telemetry`` and posts every alert.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from consumers import JsonMqttConsumer, ProtocolTypeRouter, TopicRouter, route
+from consumers import (
+    ChatConsumer,
+    ConversationRouter,
+    JsonMqttConsumer,
+    ProtocolTypeRouter,
+    TopicRouter,
+    chat_route,
+    command,
+    route,
+)
 
 if TYPE_CHECKING:
-    from gateways.types import MqttMessageEvent
+    from gateways.types import ChatMessageEvent, MqttMessageEvent
 
 logger = logging.getLogger(__name__)
 
 #: Degrees above which a reading is sent to the ``telemetry`` group as an alert.
 ALERT_ABOVE = float(os.environ.get("THERMOSTAT_ALERT_ABOVE", "30"))
 TELEMETRY_GROUP = "telemetry"
+#: Every device consumer is in this group, and answers the queries sent to it.
+DEVICES_GROUP = "thermostats"
+#: Seconds ``temp`` waits for the device's answer, and ``devices`` for all answers.
+ANSWER_WITHIN = float(os.environ.get("THERMOSTAT_ANSWER_WITHIN", "2"))
+ROLL_CALL_WITHIN = float(os.environ.get("THERMOSTAT_ROLL_CALL_WITHIN", "0.5"))
 
 
 class Telemetry(BaseModel):
@@ -42,7 +64,7 @@ class DeviceConsumer(JsonMqttConsumer):
     """One instance per device: the last reading, a running average, the count."""
 
     model = Telemetry
-    groups = (TELEMETRY_GROUP,)
+    groups = (TELEMETRY_GROUP, DEVICES_GROUP)
 
     async def connect(self) -> None:
         self.device_id: str = self.scope["route"]["kwargs"]["device_id"]
@@ -85,6 +107,70 @@ class DeviceConsumer(JsonMqttConsumer):
             "Device %s above %.1f: %.1f", self.device_id, ALERT_ABOVE, message["temperature"]
         )
 
+    async def thermostat_query(self, message: dict[str, Any]) -> None:
+        """A chat consumer asks for this device's state (``device_id``) or every device's
+        (``device_id`` None); the answer goes to its ``reply_channel``."""
+        device_id = self.scope["route"]["kwargs"]["device_id"]
+        if message.get("device_id") not in (None, device_id) or self.channel_layer is None:
+            return
+        await self.channel_layer.send(
+            message["reply_channel"],
+            {"type": "thermostat.state", "device_id": device_id, **self.state()},
+        )
+
+
+class ThermostatChat(ChatConsumer):
+    """One instance per chat conversation: asks the device consumers over the channel layer."""
+
+    @command("temp", help="a device's latest reading and its average", usage="<device>")
+    async def temp(self, message: ChatMessageEvent, args: list[str]) -> str:
+        if len(args) != 1:
+            return "Which device? Say: temp <device>, e.g. temp kitchen"
+        answers = await self.ask(args[0], ANSWER_WITHIN)
+        if not answers or answers[0]["count"] == 0:
+            return f"No reading from {args[0]} yet."
+        state = answers[0]
+        readings = "1 reading" if state["count"] == 1 else f"{state['count']} readings"
+        return f"{args[0]}: {state['last']:.1f} °C, average {state['avg']:.1f} °C over {readings}"
+
+    @command("devices", help="the devices that have reported")
+    async def devices(self, message: ChatMessageEvent, args: list[str]) -> str:
+        answers = await self.ask(None, ROLL_CALL_WITHIN)
+        names = sorted(a["device_id"] for a in answers if a["count"])
+        return f"Devices: {', '.join(names)}" if names else "No device has reported yet."
+
+    async def ask(self, device_id: str | None, within: float) -> list[dict[str, Any]]:
+        """Query the ``thermostats`` group and gather the answers for up to ``within``
+        seconds: the first answer for one device, every answer for all (``None``)."""
+        layer = self.channel_layer
+        if layer is None:
+            return []
+        reply_channel = await layer.new_channel("thermostat.answers.")
+        query = {"type": "thermostat.query", "device_id": device_id}
+        await layer.group_send(DEVICES_GROUP, {**query, "reply_channel": reply_channel})
+        answers: list[dict[str, Any]] = []
+        deadline = asyncio.get_running_loop().time() + within
+        try:
+            async with asyncio.timeout_at(deadline):
+                while device_id is None or not answers:
+                    answers.append(await layer.receive(reply_channel))
+        except TimeoutError:
+            pass
+        return answers
+
+
+class AlertChat(ThermostatChat):
+    """The ``alerts`` conversation: the same commands, and every alert of the ``telemetry``
+    group posted as it comes."""
+
+    groups = (TELEMETRY_GROUP,)
+
+    async def telemetry_alert(self, message: dict[str, Any]) -> None:
+        await self.send(
+            f"Alert: {message['device_id']} at {message['temperature']:.1f} °C, "
+            f"above {message['threshold']:.1f} °C"
+        )
+
 
 device = DeviceConsumer.as_asgi()
 
@@ -95,6 +181,12 @@ application = ProtocolTypeRouter(
                 route("devices/{device_id}/telemetry", device),
                 route("devices/{device_id}/get", device),
             ]
-        )
+        ),
+        "chat": ConversationRouter(
+            [
+                chat_route(AlertChat.as_asgi(), name="alerts"),
+                chat_route(ThermostatChat.as_asgi()),
+            ]
+        ),
     }
 )

@@ -7,16 +7,14 @@ import asyncio
 import io
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from terminal_helpers import Reader
 
 from gateways import GatewayError
 from gateways.console import ConsoleGateway, ConsoleGatewayOptions
@@ -355,44 +353,6 @@ def test_options_are_checked(options: dict[str, Any], words: str) -> None:
 
 # -- the daemon, for real --------------------------------------------------------------------
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Reader:
-    """What a file descriptor (a pseudo-terminal's master, a pipe) carries, cleaned of
-    carriage returns and terminal escapes; ``expect`` fails the test after ``timeout`` s."""
-
-    def __init__(self, fd: int, process: subprocess.Popen[bytes], stderr: Path) -> None:
-        self.fd = fd
-        self.process = process
-        self.stderr = stderr
-        self.raw = b""
-        self.seen = 0
-
-    @property
-    def text(self) -> str:
-        return ANSI.sub("", self.raw.decode(errors="replace")).replace("\r", "")
-
-    def expect(self, wanted: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while (found := self.text.find(wanted, self.seen)) < 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(
-                    f"{wanted!r} not printed within {timeout} s; output:\n{self.text}\n"
-                    f"stderr:\n{self.stderr.read_text(errors='replace')}"
-                )
-            ready, _, _ = select.select([self.fd], [], [], min(remaining, 0.5))
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 65536)
-                except OSError:  # EIO: the terminal's other side is closed
-                    chunk = b""
-                if not chunk:
-                    pytest.fail(f"output ended before {wanted!r}; output:\n{self.text}")
-                self.raw += chunk
-        self.seen = found + len(wanted)
-
 
 def write_config(tmp_path: Path, application: str, **options: str) -> Path:
     lines = "".join(f"    {key}: {value}\n" for key, value in options.items())
@@ -403,19 +363,6 @@ def write_config(tmp_path: Path, application: str, **options: str) -> Path:
         f"gateways:\n  console:\n    type: console\n{lines}"
     )
     return config
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
 
 
 def run(

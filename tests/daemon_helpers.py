@@ -1,0 +1,82 @@
+"""Running the daemon (``python -m gateways run FILE``) as a subprocess, and an outside MQTT
+client playing the devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "daemon_apps"
+
+
+class Daemon:
+    """``python -m gateways run <file>`` with its output collected."""
+
+    def __init__(self, config: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateways", "run", str(config)],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(APPS), **env},
+            stdin=subprocess.DEVNULL,  # a console gateway in the file reads nothing
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.output = ""
+
+    def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send ``sig`` (``None``: none, the daemon is stopping already) and wait for the exit."""
+        if sig is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        self.output += out.decode(errors="replace")
+        return self.process.returncode
+
+
+@asynccontextmanager
+async def client(mosquitto: Any, *filters: str) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+        for topic_filter in filters:
+            await c.subscribe(topic_filter, qos=1)
+        yield c
+
+
+async def next_message(c: aiomqtt.Client, topic: str, timeout: float = 10) -> aiomqtt.Message:
+    async with asyncio.timeout(timeout):
+        async for message in c.messages:
+            if message.topic.value == topic:
+                return message
+    raise AssertionError("unreachable")
+
+
+async def until_reply(
+    c: aiomqtt.Client, topic: str, payload: bytes, reply_topic: str, timeout: float = 15
+) -> aiomqtt.Message:
+    """Publish until a reply comes: the daemon may still be connecting or reconnecting."""
+    async with asyncio.timeout(timeout):
+        while True:
+            await c.publish(topic, payload, qos=1)
+            try:
+                return await next_message(c, reply_topic, timeout=0.5)
+            except TimeoutError:
+                continue
+
+
+def state(message: aiomqtt.Message) -> dict[str, Any]:
+    assert isinstance(message.payload, bytes)
+    result: dict[str, Any] = json.loads(message.payload)
+    return result

@@ -1,0 +1,128 @@
+"""Devices meet chat, end to end: the thermostat daemon with a real Mosquitto, chatting on
+Slack (slack-bolt against SlackTestServer) and on the console (in a pseudo-terminal). The
+chat consumer's answer travels over the channel layer from the device's consumer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import ROOT, client, next_message, until_reply
+from terminal_helpers import Reader
+
+from gateways.slack_testing import SlackTestServer, message
+
+EXAMPLE = ROOT / "examples" / "thermostat"
+ALERTS = "C0ALERTS01"
+DM = "D0DIRECT01"
+
+pytestmark = pytest.mark.mosquitto
+
+
+async def post(slack: SlackTestServer, count: int) -> dict[str, Any]:
+    """The arguments of the ``count``-th ``chat.postMessage`` (15 s at most)."""
+    call = await slack.wait_for_call("chat.postMessage", count=count, within=15)
+    return call.args
+
+
+async def test_slack_asks_devices_and_gets_alerts(
+    mosquitto: Any, run_daemon: Any, slack_server: SlackTestServer
+) -> None:
+    daemon = run_daemon(
+        EXAMPLE / "slack.yaml",
+        SLACK_BOT_TOKEN=slack_server.bot_token,
+        SLACK_APP_TOKEN=slack_server.app_token,
+        SLACK_API_URL=slack_server.api_url,
+        SLACK_ALERTS_CHANNEL=ALERTS,
+        THERMOSTAT_ALERT_ABOVE="30",
+    )
+    await slack_server.wait_connected()
+    async with client(mosquitto, "devices/+/state/reply") as c:
+        await until_reply(c, "devices/kitchen/get", b"", "devices/kitchen/state/reply")
+        for payload in (b'{"temperature": 21.5}', b'{"temperature": 22.5}'):
+            await c.publish("devices/kitchen/telemetry", payload, qos=1)
+        await c.publish("devices/hall/telemetry", b'{"temperature": 18}', qos=1)
+        await c.publish("devices/hall/get", b"", qos=1)
+        await next_message(c, "devices/hall/state/reply")  # every reading is taken
+
+        await slack_server.send_event(message(DM, "temp kitchen", channel_type="im"))
+        answer = await post(slack_server, 1)
+        assert answer["channel"] == DM
+        assert answer["text"] == "kitchen: 22.5 °C, average 22.0 °C over 2 readings"
+
+        await slack_server.send_command(
+            "/temp", "hall", channel_id=DM, channel_name="directmessage"
+        )
+        answer = await post(slack_server, 2)
+        assert answer["text"] == "hall: 18.0 °C, average 18.0 °C over 1 reading"
+
+        mention = message("C0GENERAL1", f"<@{slack_server.bot_user_id}> devices")
+        await slack_server.send_event(mention)
+        answer = await post(slack_server, 3)
+        assert answer["channel"] == "C0GENERAL1"
+        assert answer["text"] == "Devices: hall, kitchen"
+
+        # The alerts channel's conversation was opened at start: a hot reading lands there
+        # although nobody has written in it.
+        await c.publish("devices/kitchen/telemetry", b'{"temperature": 35}', qos=1)
+        alert = await post(slack_server, 4)
+        assert alert["channel"] == ALERTS
+        assert alert["text"] == "Alert: kitchen at 35.0 °C, above 30.0 °C"
+    assert daemon.stop() == 0, daemon.output
+    assert slack_server.bot_token not in daemon.output
+    assert slack_server.app_token not in daemon.output
+
+
+def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: Any) -> None:
+    """The README's first command, chatting in a pseudo-terminal (on a real Mosquitto here)."""
+    master, slave = os.openpty()
+    stderr = tmp_path / "stderr.log"
+    with stderr.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateways", "run", str(EXAMPLE / "gateway.yaml")],
+            cwd=ROOT,
+            env={**os.environ, "MQTT_URL": mosquitto.url, "THERMOSTAT_ALERT_ABOVE": "30"},
+            stdin=slave,
+            stdout=slave,
+            stderr=log,
+        )
+    os.close(slave)
+    try:
+        out = Reader(master, process, stderr)
+        out.expect("talking to thermostat")
+
+        def say(line: str, *answers: str) -> None:
+            os.write(master, line.encode() + b"\n")
+            for answer in answers:
+                out.expect(answer)
+
+        say("temp kitchen", "thermostat: No reading from kitchen yet.")
+        publish = ["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-q", "1"]
+        for value in ("21.5", "22.5"):
+            subprocess.run(
+                [*publish, "-t", "devices/kitchen/telemetry", "-m", f'{{"temperature": {value}}}'],
+                check=True,
+                timeout=10,
+            )
+        out.seen = 0
+        say("temp kitchen", "thermostat: kitchen: 22.5 °C, average 22.0 °C over 2 readings")
+        say("devices", "thermostat: Devices: kitchen")
+        say("help", "temp <device>: a device's latest reading and its average")
+        subprocess.run(
+            [*publish, "-t", "devices/kitchen/telemetry", "-m", '{"temperature": 33}'],
+            check=True,
+            timeout=10,
+        )
+        out.expect("[#alerts] thermostat: Alert: kitchen at 33.0 °C, above 30.0 °C")
+        process.send_signal(signal.SIGINT)  # as Ctrl-C
+        assert process.wait(timeout=20) == 0, stderr.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(master)
