@@ -5,6 +5,7 @@ chat consumer's answer travels over the channel layer from the device's consumer
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,16 @@ ALERTS = "C0ALERTS01"
 DM = "D0DIRECT01"
 
 pytestmark = pytest.mark.mosquitto
+
+
+def readme_chat_lines() -> list[str]:
+    """The bot's lines in the README's "Devices meet chat" console blocks."""
+    section = (ROOT / "README.md").read_text().split("### Devices meet chat", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines() if line.startswith("[")]
+    assert len(lines) == 3, lines
+    return lines
 
 
 async def post(slack: SlackTestServer, count: int) -> dict[str, Any]:
@@ -119,6 +130,8 @@ def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: An
             timeout=10,
         )
         out.expect("[#alerts] thermostat: Alert: kitchen at 33.0 °C, above 30.0 °C")
+        for line in readme_chat_lines():
+            assert line in out.text, f"the README shows {line!r}; the console printed otherwise"
         process.send_signal(signal.SIGINT)  # as Ctrl-C
         assert process.wait(timeout=20) == 0, stderr.read_text()
     finally:
