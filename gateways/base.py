@@ -372,6 +372,9 @@ class Gateway(abc.ABC):
         """Report that the transport failed for good; the daemon then stops with an error."""
         if self._failed is not None and not self._failed.done():
             self._failed.set_exception(exc)
+            # Retrieved here, so a gateway run without a daemon awaiting wait_failed() does
+            # not log "exception was never retrieved" when the Future is collected.
+            self._failed.exception()
 
     async def wait_failed(self) -> None:
         """Wait until the gateway fails for good, raising what ``fail()`` was given."""
