@@ -21,32 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gateways.base import GatewayError
-from gateways.testing import free_port
+from gateways.testing import ServerProcess, find_binary, free_port
 
 __all__ = ["Ngircd"]
 
 
-def _ngircd_binary() -> str:
-    found = shutil.which("ngircd") or shutil.which("ngircd", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise GatewayError(
-            "ngircd is not installed (not on PATH nor in /usr/sbin): "
-            "apt-get install -y ngircd (.ci/run installs it)"
-        )
-    return found
-
-
-class Ngircd:
+class Ngircd(ServerProcess):
     """An ngircd IRC server on ``127.0.0.1:<port>``, named ``irc.test``.
 
     Args:
@@ -62,7 +46,7 @@ class Ngircd:
     ``kill()`` ends it with SIGKILL; ``restart()`` is ``stop()`` then ``start()``.
     """
 
-    host = "127.0.0.1"
+    label = "ngircd"
     name = "irc.test"
 
     def __init__(
@@ -103,76 +87,8 @@ class Ngircd:
             + "\n[Options]\nDNS = no\nIdent = no\nPAM = no\n"
             + extra_config
         )
-        self._binary = _ngircd_binary()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Ngircd {self.host}:{self.port} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stderr(self) -> str:
-        """Everything the server logged so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Start the server and wait until it accepts connections.
-
-        Args:
-            timeout: Seconds to wait for the port to accept.
-
-        Raises:
-            GatewayError: It exited or did not accept in time; the message has its log.
-        """
-        if self.running:
-            return
-        with self.log.open("ab") as log:
-            process = subprocess.Popen(
-                [self._binary, "--nodaemon", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._process = process
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise GatewayError(
-            f"ngircd did not accept connections on {self.host}:{self.port} within "
-            f"{timeout} s; its log:\n{self.stderr()}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, then wait for it to exit (SIGKILL after 5 s)."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: connections drop without a QUIT or ERROR."""
-        self._end(signal.SIGKILL)
-
-    def restart(self, timeout: float = 5.0) -> None:
-        """``stop()`` then ``start()`` on the same port."""
-        self.stop()
-        self.start(timeout)
-
-    def _end(self, sig: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        self.command = [find_binary("ngircd", "ngircd"), "--nodaemon", "--config", str(self.config)]
+        self._process = None
 
     @classmethod
     @contextlib.asynccontextmanager

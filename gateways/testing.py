@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gateways.base import GatewayError
 
-__all__ = ["Mosquitto", "free_port"]
+__all__ = ["Mosquitto", "ServerProcess", "find_binary", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,17 +37,110 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+def find_binary(name: str, package: str) -> str:
+    """The path of a server's binary, on PATH or in the sbin folders.
+
+    Raises:
+        GatewayError: It is not installed; the message names the Debian package.
+    """
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
     if found is None:
         raise GatewayError(
-            "mosquitto is not installed (not on PATH nor in /usr/sbin): "
-            "apt-get install -y mosquitto (.ci/run installs it)"
+            f"{name} is not installed (not on PATH nor in /usr/sbin): "
+            f"apt-get install -y {package} (.ci/run installs it)"
         )
     return found
 
 
-class Mosquitto:
+class ServerProcess:
+    """A server run as a child process on ``host:port``, with its log in a file: the common
+    part of ``Mosquitto`` and ``gateways.irc_testing.Ngircd``.
+
+    A subclass sets ``label``, ``port``, ``log`` and ``command``; ``start()`` runs the
+    command and waits until the port accepts, ``stop()`` / ``start()`` restart it on the same
+    port, ``kill()`` ends it with SIGKILL, ``pause()`` with SIGSTOP.
+    """
+
+    host = "127.0.0.1"
+    label = "server"
+    port: int
+    log: Path
+    command: list[str]
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host}:{self.port} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stderr(self) -> str:
+        """Everything the server logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start the server and wait until it accepts connections.
+
+        Args:
+            timeout: Seconds to wait for the port to accept.
+
+        Raises:
+            GatewayError: It exited or did not accept in time; the message has its log.
+        """
+        if self.running:
+            return
+        with self.log.open("ab") as log:
+            process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self._process = process
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise GatewayError(
+            f"{self.label} did not accept connections on {self.host}:{self.port} within "
+            f"{timeout} s; its log:\n{self.stderr()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then wait for it to exit (SIGKILL after 5 s)."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop without a goodbye."""
+        self._end(signal.SIGKILL)
+
+    def restart(self, timeout: float = 5.0) -> None:
+        """``stop()`` then ``start()`` on the same port."""
+        self.stop()
+        self.start(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (``kill()`` still works)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def _end(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class Mosquitto(ServerProcess):
     """A Mosquitto broker on ``127.0.0.1:<port>``, anonymous, without persistence.
 
     Args:
@@ -60,7 +153,7 @@ class Mosquitto:
     lost, as persistence is off); ``kill()`` ends it with SIGKILL; ``pause()`` with SIGSTOP.
     """
 
-    host = "127.0.0.1"
+    label = "mosquitto"
 
     def __init__(
         self, directory: Path | None = None, port: int | None = None, extra_config: str = ""
@@ -82,19 +175,8 @@ class Mosquitto:
             "log_type unsubscribe\n"
             f"{extra_config}"
         )
-        self._binary = _mosquitto_binary()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Mosquitto {self.url} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stderr(self) -> str:
-        """Everything the broker logged so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        self.command = [find_binary("mosquitto", "mosquitto"), "-c", str(self.config)]
+        self._process = None
 
     def log_lines(self) -> list[str]:
         """The log's lines without their timestamps."""
@@ -114,59 +196,6 @@ class Mosquitto:
             raise TimeoutError(
                 f"mosquitto did not log {line!r} within {timeout} s:\n{self.stderr()}"
             ) from None
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Start the broker and wait until it accepts connections.
-
-        Args:
-            timeout: Seconds to wait for the port to accept.
-
-        Raises:
-            GatewayError: It exited or did not accept in time; the message has its log.
-        """
-        if self.running:
-            return
-        with self.log.open("ab") as log:
-            process = subprocess.Popen(
-                [self._binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=log
-            )
-        self._process = process
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise GatewayError(
-            f"mosquitto did not accept connections on {self.host}:{self.port} within "
-            f"{timeout} s; its log:\n{self.stderr()}"
-        )
-
-    def stop(self) -> None:
-        """SIGTERM, then wait for it to exit (SIGKILL after 5 s)."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._end(signal.SIGKILL)
-
-    def pause(self) -> None:
-        """SIGSTOP: connections stay open but nothing is answered (``kill()`` still works)."""
-        if self._process is not None:
-            self._process.send_signal(signal.SIGSTOP)
-
-    def _end(self, sig: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
     @classmethod
     @contextlib.asynccontextmanager
