@@ -1,6 +1,8 @@
 """Building a channel layer from the configuration's ``layer:`` section.
 
-``build_layer("memory", {"capacity": 500})`` builds ours; ``build_layer(
+``build_layer("memory", {"capacity": 500})`` builds ours (``"redis"`` too, with the
+``redis`` extra installed: ``build_layer("redis", {"hosts": ["redis://10.0.0.1:6379"]})``);
+``build_layer(
 "channels_redis.core.RedisChannelLayer", {"hosts": [...]})`` builds any layer that follows
 the Channels layer spec, found by import path (``"pkg.mod:Class"`` or Channels' dotted
 ``"pkg.mod.Class"``) and called with the options as keyword arguments.
@@ -20,17 +22,19 @@ __all__ = ["LAYER_TYPES", "build_layer"]
 
 LAYER_TYPES: dict[str, str | None] = {
     "memory": "layer.memory:InMemoryChannelLayer",
-    "redis": None,  # reserved: the Redis layer is not built yet
+    "redis": "layer.redis:RedisChannelLayer",
 }
-"""Short names of the layer types, each the import path of its class (None: not built yet)."""
+"""Short names of the layer types, each the import path of its class (None: not built yet).
+
+``"redis"`` needs the ``redis`` extra (redis-py, msgpack, cryptography)."""
 
 
 def build_layer(type: str = "memory", options: Mapping[str, Any] | None = None) -> ChannelLayer:
     """Build a channel layer.
 
     Args:
-        type: A short name from ``LAYER_TYPES`` (``"memory"``) or the import path of a layer
-            class, e.g. ``"channels.layers.InMemoryChannelLayer"``.
+        type: A short name from ``LAYER_TYPES`` (``"memory"``, ``"redis"``) or the import
+            path of a layer class, e.g. ``"channels.layers.InMemoryChannelLayer"``.
         options: Keyword arguments of the class, e.g. ``{"capacity": 500, "expiry": 30}``
             (seconds).
 

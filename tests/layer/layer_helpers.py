@@ -24,3 +24,9 @@ async def assert_no_message(layer: Any, channel: str) -> None:
     marker = {"type": "test.marker", "channel": channel}
     await layer.send(channel, marker)
     assert await receive(layer, channel) == marker
+
+
+async def close_layer(layer: Any) -> None:
+    """``close()``, or channels_redis core's ``close_pools()`` (it has no ``close``)."""
+    close = getattr(layer, "close", None)
+    await (close() if close is not None else layer.close_pools())

@@ -6,7 +6,7 @@ import channels.layers
 import pytest
 from layer_helpers import receive
 
-from layer import LAYER_TYPES, InMemoryChannelLayer, LayerError, build_layer
+from layer import LAYER_TYPES, InMemoryChannelLayer, LayerError, RedisChannelLayer, build_layer
 
 
 def test_the_default_is_our_in_memory_layer() -> None:
@@ -21,10 +21,19 @@ def test_a_short_name_with_options() -> None:
     assert (layer.capacity, layer.expiry, layer.group_expiry) == (5, 2, 30)
 
 
-def test_redis_is_reserved_but_not_built_yet() -> None:
-    assert "redis" in LAYER_TYPES
-    with pytest.raises(LayerError, match=r"the 'redis' channel layer is not built yet"):
-        build_layer("redis", {"hosts": ["redis://localhost"]})
+def test_redis_builds_our_redis_layer_with_channels_redis_options() -> None:
+    layer = build_layer(
+        "redis",
+        {"hosts": ["redis://localhost:6390"], "prefix": "app", "capacity": 7, "expiry": 5},
+    )
+    assert isinstance(layer, RedisChannelLayer)
+    assert (layer.prefix, layer.capacity, layer.expiry) == ("app", 7, 5)
+    assert LAYER_TYPES["redis"] == "layer.redis:RedisChannelLayer"
+
+
+def test_an_unknown_redis_option_names_the_options_it_takes() -> None:
+    with pytest.raises(LayerError, match=r"unknown option 'hostz'.*hosts, prefix, expiry"):
+        build_layer("redis", {"hostz": ["redis://localhost"]})
 
 
 @pytest.mark.parametrize(
