@@ -5,7 +5,9 @@ per scenario and layer, two fresh layer instances in this process: one receiving
 the channels with ``new_channel()``, as consumers do), one sending. Redis is emptied
 (``FLUSHALL``) before each run. Scenarios:
 
-- sequential: one sender awaits each ``send`` to one channel in a loop; a receiver drains it;
+- sequential: one sender awaits each ``send`` to one channel in a loop; a receiver drains it.
+  Shown beside it, the limit of any layer that waits for Redis's answer (as ``send`` must,
+  to raise ``ChannelFull``): one bare redis-py round trip per message;
 - concurrent: 100 senders at once, each to its own channel (100 channels, 100 receivers);
 - 1000 senders: 1,000 senders at once to 1,000 channels; errors are counted;
 - group_send: ``group_send`` to a group of 1,000 channels, each receiving every message;
@@ -45,6 +47,7 @@ import channels.layers  # noqa: E402
 import channels_redis.core  # noqa: E402
 import channels_redis.pubsub  # noqa: E402
 import redis  # noqa: E402
+import redis.asyncio  # noqa: E402
 
 from layer import InMemoryChannelLayer  # noqa: E402
 from layer.redis import RedisChannelLayer  # noqa: E402
@@ -152,6 +155,20 @@ async def redis_case(
     return best
 
 
+async def round_trip_limit(url: str, n: int) -> Result:
+    """The most one sequential sender can reach on any layer that waits for Redis's answer:
+    one redis-py round trip (``PING``) per message, nothing else."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        await client.ping()
+        start = time.perf_counter()
+        for _ in range(n):
+            await client.ping()
+        return Result(rate=n / (time.perf_counter() - start))
+    finally:
+        await client.aclose()
+
+
 async def memory_send_receive(layer: Any, n: int) -> float:
     name = await layer.new_channel()
     start = time.perf_counter()
@@ -175,6 +192,10 @@ async def memory_group(layer: Any, members: int, messages: int) -> float:
 
 async def best_of(rounds: int, run: Callable[[], Awaitable[float]]) -> float:
     return max([await run() for _ in range(rounds)])
+
+
+async def best_of_result(rounds: int, run: Callable[[], Awaitable[Result]]) -> Result:
+    return max([await run() for _ in range(rounds)], key=lambda result: result.rate)
 
 
 def row(name: str, ours: Result, peer: Result, peer_name: str, target: float | None) -> list[str]:
@@ -236,6 +257,9 @@ async def main(quick: bool, rounds: int) -> int:
             core_target, pubsub_target = targets[name]
             rows.append(row(name, results["ours"], results["core"], "channels_redis", core_target))
             rows.append(row("", results["ours"], results["pubsub"], "pubsub", pubsub_target))
+            if name.startswith("sequential"):
+                limit = await best_of_result(rounds, lambda: round_trip_limit(url, 2000))
+                rows.append(row("", results["ours"], limit, "1 round trip", None))
             for kind, result in results.items():
                 for note in result.notes:
                     print(f"  {name} {kind}: {note}", file=sys.stderr)
