@@ -244,8 +244,9 @@ class ConsoleGateway(ChatGateway):
             ) from exc
         if self._interactive is None:
             self._interactive = os.isatty(fd)
-        if stat.S_ISREG(mode):
-            # A file never blocks for long: read it in the default executor.
+        if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd)):
+            # A file, or a device such as /dev/null (which epoll refuses), never blocks for
+            # long: read it in the default executor.
             self._file_reader = loop.create_task(self._read_file(fd, reader))
             return reader
         if os.isatty(fd):

@@ -46,6 +46,9 @@ BUILTIN_GATEWAYS: dict[str, str] = {
 
 _OUR_DISTRIBUTION = "asgi-gateway"
 
+#: The extra of asgi-gateway that installs what a built-in adapter needs.
+_EXTRAS = {"irc": "irc", "slack": "slack"}
+
 
 @dataclass(frozen=True)
 class AdapterEntry:
@@ -66,9 +69,17 @@ class AdapterEntry:
         """Import the adapter's class.
 
         Raises:
-            ConfigError: It does not import, or is not a ``Gateway`` subclass.
+            ConfigError: It does not import (a library it needs is missing: the message names
+                it, and the extra to install for a built-in), or is not a ``Gateway`` subclass.
         """
-        return _gateway_class(self.value, f"{self.name!r} (from {self.distribution})")
+        label = f"{self.name!r} (from {self.distribution})"
+        try:
+            return _gateway_class(self.value, label)
+        except ImportError as exc:
+            hint = ""
+            if self.distribution.startswith(f"{_OUR_DISTRIBUTION} ") and self.name in _EXTRAS:
+                hint = f"; pip install 'asgi-gateway[{_EXTRAS[self.name]}]'"
+            raise ConfigError(f"gateway type {label} cannot be imported: {exc}{hint}") from exc
 
 
 def _distribution_of(entry: EntryPoint) -> str:

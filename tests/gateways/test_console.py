@@ -497,3 +497,18 @@ def test_the_docs_show_the_example_files() -> None:
     example = ROOT / "examples" / "chatbot"
     assert python.strip() in (example / "chatbot.py").read_text()
     assert yaml.strip() in (example / "gateway.yaml").read_text()
+
+
+def test_the_daemon_with_stdin_from_dev_null_serves_without_an_error(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """/dev/null (a daemon's usual stdin) is a device epoll refuses: read as a file."""
+    config = write_config(tmp_path, "console_bot:application", user="alice")
+    process = run(processes, config, subprocess.DEVNULL, subprocess.PIPE, tmp_path / "stderr.log")
+    assert process.stdout is not None
+    out = Reader(process.stdout.fileno(), process, tmp_path / "stderr.log")
+    out.expect("* end of input")
+    assert interrupt(process) == 0
+    log = (tmp_path / "stderr.log").read_text()
+    assert "Traceback" not in log
+    assert "Exception in callback" not in log

@@ -133,3 +133,18 @@ def test_the_gateways_command_lists_the_installed_adapters() -> None:
         assert f"\n{name}  (asgi-gateway " in result.stdout
     assert "\n    route_qos: Literal[0, 1, 2] = 0  QoS of the subscriptions" in result.stdout
     assert "cannot load" not in result.stdout  # every built-in imports with the test extras
+
+
+def test_an_adapter_whose_library_is_missing_says_what_to_install(site: Path) -> None:
+    (site / "needy_adapter.py").write_text("import no_such_library_for_asgi_gateway\n")
+    install_distribution(site, "needy-gateway", {"needy": "needy_adapter:NeedyGateway"})
+    with pytest.raises(ConfigError) as caught:
+        resolve_gateway("needy")
+    assert str(caught.value) == (
+        "gateway type 'needy' (from needy-gateway 1.0) cannot be imported: "
+        "No module named 'no_such_library_for_asgi_gateway'"
+    )
+    assert "\nneedy  (needy-gateway 1.0, needy_adapter:NeedyGateway)\n    cannot load: " in (
+        describe_adapters()
+    )
+    sys.modules.pop("needy_adapter", None)
