@@ -148,3 +148,31 @@ async def test_the_demo_runs_in_the_daemon_by_its_entry_point_name() -> None:
             output = (await process.communicate())[0].decode()
     assert process.returncode == 0, output
     assert "Gateway 'sensors' (lines) started" in output
+
+
+async def test_check_validates_the_adapters_options_with_path_and_line(tmp_path: Path) -> None:
+    """``asgi-gateway check`` validates a plug-in's YAML options as it does the built-ins'."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: app:application\n"
+        "gateways:\n"
+        "  sensors:\n"
+        "    type: lines\n"
+        "    max_lin: 64\n"
+        "    port: -1\n"
+    )
+    (tmp_path / "app.py").write_text((DEMO / "app.py").read_text())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateways",
+        "check",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(30):
+        output = (await process.communicate())[0].decode()
+    assert process.returncode == 2, output
+    assert "gateway.yaml:5: gateways.sensors.max_lin: unknown key 'max_lin'" in output
+    assert "gateway.yaml:6: gateways.sensors.port:" in output
