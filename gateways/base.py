@@ -223,11 +223,22 @@ class ScopeInstance:
                 self._space = asyncio.get_running_loop().create_future()
             await self._space
 
-    def _put_final(self, event: Message) -> None:
-        """Queue the disconnect event past the bound: it must always arrive."""
+    def put_nowait(self, event: Message) -> None:
+        """Queue ``event`` now, past ``max_queued_events`` if need be: for an event that must
+        arrive and was already taken from the transport (the disconnect event; a message a
+        worker took from the channel layer)."""
         if not self._deliver(event):
             assert self._queue is not None  # _deliver only refuses when the queue is full
             self._queue.append(event)
+
+    def take_unread(self) -> list[Message]:
+        """Remove and return the events queued for the application but not received yet,
+        but for the disconnect event: what an instance that ended left unread, to hand to a
+        fresh instance."""
+        queue, self._queue = self._queue, None
+        self._waiter = None  # a Future the ended instance will never read
+        disconnect = self.gateway._disconnect_type
+        return [event for event in queue or () if event.get("type") != disconnect]
 
 
 class Gateway(abc.ABC):
@@ -262,7 +273,8 @@ class Gateway(abc.ABC):
         self.options = options
         self.channel_layer = channel_layer
         self.close_event_type = f"{self.protocol}.close"
-        self.connect_event: Message = {"type": f"{self.protocol}.connect"}
+        #: The first event of every scope; ``None`` for a protocol without one (workers).
+        self.connect_event: Message | None = {"type": f"{self.protocol}.connect"}
         self._disconnect_type = f"{self.protocol}.disconnect"
         #: Live instances by scope key, least recently used first.
         self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
@@ -411,7 +423,8 @@ class Gateway(abc.ABC):
             self.end(self._least_recently_used_unpinned(), "evicted")
         instance = ScopeInstance(self, key, scope)
         instance.last_event = self._clock
-        instance._deliver(dict(self.connect_event))
+        if self.connect_event is not None:
+            instance._deliver(dict(self.connect_event))
         coroutine = self.application(scope, instance, instance.send)
         # Named after the scope key (a string that exists already; 3.11 would format a
         # "Task-N" per task), which also lets the done-callback find a live instance.
@@ -480,7 +493,7 @@ class Gateway(abc.ABC):
         self._ending[instance.task] = instance
         SCOPES_ENDED.labels(self.name, reason).inc()
         logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
-        instance._put_final({"type": self._disconnect_type, "reason": reason})
+        instance.put_nowait({"type": self._disconnect_type, "reason": reason})
         instance.grace_handle = asyncio.get_running_loop().call_later(
             self.options.disconnect_grace, instance.task.cancel
         )

@@ -168,6 +168,7 @@ class Worker(Gateway):
             raise GatewayError("a worker needs a channel layer to receive from; got None")
         super().__init__(name, application, options or WorkerOptions(), channel_layer=channel_layer)
         self.channels = check_channel_names(channels)
+        self.connect_event = None  # as in Channels, a worker's first event is its first message
         self._layer: Any = channel_layer
         self._listeners: list[asyncio.Task[None]] = []
 
@@ -216,9 +217,9 @@ class Worker(Gateway):
         )
 
     def open_scope(self, key: str, scope: Scope, *, pinned: bool = False) -> ScopeInstance:
-        """Start the instance of channel ``key``; unlike other protocols, no connect event."""
+        """Start the instance of channel ``key`` (with no connect event: ``connect_event`` is
+        ``None``), and watch for its end to hand what it left unread to a fresh one."""
         instance = super().open_scope(key, scope, pinned=pinned)
-        instance._queue = None  # the base queued a connect event; a worker sends none
         assert instance.task is not None  # set by open_scope
         instance.task.add_done_callback(functools.partial(self._instance_ended, instance))
         return instance
@@ -345,23 +346,15 @@ class Worker(Gateway):
 
     def _hand_over_now(self, channel: str, message: Message) -> None:
         """Queue ``message`` past the bound (it was already taken from the layer)."""
-        self._instance_for(channel)._put_final(message)
+        self._instance_for(channel).put_nowait(message)
 
     def _take_back(self, instance: ScopeInstance, message: Message) -> bool:
         """Take ``message`` back from an ended instance's queue; True if it was there."""
-        return any(m is message for m in self._take_queued(instance))
-
-    def _take_queued(self, instance: ScopeInstance) -> list[Message]:
-        """Take the messages ``instance`` was handed but did not read (not its disconnect)."""
-        queue = instance._queue
-        instance._queue = None
-        instance._waiter = None  # a Future the ended instance will never read
-        disconnect = self._disconnect_type
-        return [m for m in queue or () if m.get("type") != disconnect]
+        return any(m is message for m in instance.take_unread())
 
     def _instance_ended(self, instance: ScopeInstance, task: asyncio.Task[None]) -> None:
         # Runs after the base's done-callback, which logged a crash and dropped the instance.
-        unread = self._take_queued(instance)
+        unread = instance.take_unread()
         if not unread:
             return
         if not self._accepting:
@@ -383,4 +376,4 @@ class Worker(Gateway):
         MESSAGES_REHANDED.labels(instance.key).inc(len(unread))
         successor = self._instance_for(instance.key)
         for message in unread:
-            successor._put_final(message)
+            successor.put_nowait(message)
