@@ -20,12 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "daemon_apps"
 
 
-class Daemon:
-    """``python -m gateways run <file>`` with its output collected."""
+class Process:
+    """``python -m gateways <args>`` (``run FILE``, ``worker FILE CHANNEL``) with its output
+    collected; ``tests/daemon_apps`` is on its import path."""
 
-    def __init__(self, config: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.args = args
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateways", "run", str(config)],
+            [sys.executable, "-m", "gateways", *args],
             cwd=cwd,
             env={**os.environ, "PYTHONPATH": str(APPS), **env},
             stdin=subprocess.DEVNULL,  # a console gateway in the file reads nothing
@@ -35,7 +37,7 @@ class Daemon:
         self.output = ""
 
     def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout: float = 20) -> int:
-        """Send ``sig`` (``None``: none, the daemon is stopping already) and wait for the exit."""
+        """Send ``sig`` (``None``: none, the process is stopping already) and wait for the exit."""
         if sig is not None and self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -45,6 +47,13 @@ class Daemon:
             out, _ = self.process.communicate()
         self.output += out.decode(errors="replace")
         return self.process.returncode
+
+
+class Daemon(Process):
+    """``python -m gateways run <file>`` with its output collected."""
+
+    def __init__(self, config: Path, env: dict[str, str], cwd: Path = ROOT) -> None:
+        super().__init__(["run", str(config)], env, cwd)
 
 
 @asynccontextmanager

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shlex
 import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_helpers import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "examples" / "cluster"
@@ -31,32 +29,6 @@ def command_of(file: str) -> list[str]:
     match = re.fullmatch(r"# asgi-gateway (.+)", first)
     assert match, f"{file} does not start with its command: {first!r}"
     return shlex.split(match.group(1))
-
-
-class Process:
-    """``python -m gateways <command>`` with its output collected."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.args = args
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateways", *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.output = ""
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            out, _ = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
-        self.output += out.decode(errors="replace")
-        return self.process.returncode
 
 
 @pytest.fixture

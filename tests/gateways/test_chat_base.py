@@ -6,6 +6,7 @@ import asyncio
 from typing import Any, ClassVar
 
 import pytest
+from chat_helpers import sends
 
 from gateways import ChatGateway, ChatGatewayOptions, GatewayError, ScopeInstance
 from gateways.types import ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent, Message
@@ -72,22 +73,6 @@ class RichChat(LoopbackChat):
 
     async def send_typing(self, instance: ScopeInstance, event: ChatTypingEvent) -> None:
         self.sent.append((instance.key, dict(event)))
-
-
-def sends(*events: Message) -> Any:
-    """An ``on_event`` for ``RecordingApp``: on each message, send ``events`` one by one;
-    what ``send`` raises is kept in the log's ``errors``."""
-
-    async def on_event(log: Any, event: Message) -> None:
-        if event["type"] != "chat.message":
-            return
-        for out in events:
-            try:
-                await log.send(out)
-            except GatewayError as exc:
-                log.errors.append(exc)
-
-    return on_event
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_helpers import sends
 from terminal_helpers import Reader
 
-from gateways import GatewayError
 from gateways.console import ConsoleGateway, ConsoleGatewayOptions
 from gateways.types import Message
 
@@ -210,21 +210,6 @@ async def test_channel_user_mode_gives_each_user_a_conversation(
     alice = app.by_key("general/@alice")[0]
     assert alice.scope["conversation"]["user_id"] == "alice"
     assert [e["text"] for e in alice.events[1:]] == ["hi", "again"]
-
-
-def sends(*events: Message) -> Any:
-    """``on_event``: on the first message of a scope, send ``events``; errors are recorded."""
-
-    async def on_event(log: Any, event: Message) -> None:
-        if event["type"] != "chat.message":
-            return
-        for out in events:
-            try:
-                await log.send(out)
-            except GatewayError as exc:
-                log.errors.append(exc)
-
-    return on_event
 
 
 async def test_the_bots_messages_reactions_and_typing_are_printed(

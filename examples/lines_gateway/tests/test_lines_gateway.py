@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import runpy
 import signal
 import socket
 import sys
@@ -20,7 +21,7 @@ from lines_gateway import LinesGateway, LinesOptions
 from gateways.base import Gateway
 from gateways.conformance import ConformanceHarness, GatewayConformance
 from gateways.registry import installed_gateways, resolve_gateway
-from gateways.types import ASGIApp, Receive, Scope, Send
+from gateways.types import ASGIApp
 
 
 class LinesHarness(ConformanceHarness):
@@ -57,13 +58,8 @@ def test_the_installed_package_is_found_by_its_entry_point() -> None:
     assert resolve_gateway("lines") is LinesGateway
 
 
-async def echo(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers each line with its text upper-cased, counting the lines of its scope."""
-    count = 0
-    while (event := await receive())["type"] != "lines.disconnect":
-        if event["type"] == "lines.line":
-            count += 1
-            await send({"type": "lines.send", "text": f"{count} {event['text'].upper()}"})
+#: The demo's application: each line answered with its key's running count, upper-cased.
+echo = runpy.run_path(str(Path(__file__).resolve().parents[1] / "demo" / "app.py"))["application"]
 
 
 @pytest.fixture
