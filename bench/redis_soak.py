@@ -25,17 +25,12 @@ import asyncio
 import sys
 import time
 import uuid
-from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and bench/layer.py would
-# shadow the layer package: put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+import redis
 
-import redis  # noqa: E402
-
-from layer import ChannelFull  # noqa: E402
-from layer.redis import RedisChannelLayer  # noqa: E402
-from layer.testing import RedisServer  # noqa: E402
+from layer import ChannelFull
+from layer.redis import RedisChannelLayer
+from layer.testing import RedisServer
 
 MESSAGE = {"type": "soak.message", "text": "x" * 200}
 

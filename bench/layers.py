@@ -18,8 +18,8 @@ A rate is messages delivered per second, from the first send to the last receive
 group_send, deliveries: messages times members). Each layer gets the same capacity
 (100,000), so none refuses a burst. The best of ``--rounds`` rounds counts.
 
-    python bench/layer.py            # full sizes, 3 rounds (a few minutes)
-    python bench/layer.py --quick    # small sizes, 1 round (under a minute)
+    python bench/layers.py            # full sizes, 3 rounds (a few minutes)
+    python bench/layers.py --quick    # small sizes, 1 round (under a minute)
 
 Targets (issue 5): concurrent >= 10x channels_redis core; sequential >= 2x core; >= 1.5x
 channels_redis pub/sub (concurrent); no error at 1,000 senders; in memory, send+receive >=
@@ -36,22 +36,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path, and bench/layer.py would
-# shadow the layer package: put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+import channels.layers
+import channels_redis.core
+import channels_redis.pubsub
+import redis
+import redis.asyncio
 
-import channels.layers  # noqa: E402
-import channels_redis.core  # noqa: E402
-import channels_redis.pubsub  # noqa: E402
-import redis  # noqa: E402
-import redis.asyncio  # noqa: E402
-
-from layer import InMemoryChannelLayer  # noqa: E402
-from layer.redis import RedisChannelLayer  # noqa: E402
-from layer.testing import RedisServer  # noqa: E402
+from layer import InMemoryChannelLayer
+from layer.redis import RedisChannelLayer
+from layer.testing import RedisServer
 
 CAPACITY = 100_000
 MESSAGE = {"type": "bench.message", "text": "21.5 C in the kitchen", "device": "thermo-1"}
