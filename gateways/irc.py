@@ -20,6 +20,9 @@ Built only on the public gateway API (``ChatGateway``), on the pydle IRC client
 - ``chat.send`` with a ``thread`` or ``native``, ``chat.react`` and ``chat.typing`` raise
   ``GatewayError``: IRC has no threads, no rich content, no reactions, and ngircd and most
   servers no typing notifications.
+- ``tls`` connects over TLS with a context of the gateway's own (``ca_file``, a client
+  certificate, ``verify``); a server certificate that fails the check raises
+  ``IrcTlsError``, not retried.
 - the connection is kept up with tenacity (exponential backoff, jitter); each new
   connection registers again (an alternative nick if ``nick`` is taken, regained later),
   rejoins the channels, and live scopes go on as if nothing happened.
@@ -53,7 +56,7 @@ from gateways.types import (
     Message,
 )
 
-__all__ = ["IrcAuthError", "IrcGateway", "IrcGatewayOptions"]
+__all__ = ["IrcAuthError", "IrcGateway", "IrcGatewayOptions", "IrcTlsError", "tls_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,41 @@ _REMEMBERED_AUTHORS = 1024
 class IrcAuthError(GatewayError):
     """The server refused the gateway's credentials (server password or SASL); retrying
     would not help, so the gateway fails."""
+
+
+class IrcTlsError(GatewayError):
+    """The server's TLS certificate failed the check (unknown certificate authority, wrong
+    host name, expired); retrying would not help, so the gateway fails."""
+
+
+def tls_context(gateway: str, options: IrcGatewayOptions) -> ssl.SSLContext | None:
+    """The TLS context of the connection: ``None`` without ``tls``; else the system's
+    certificate authorities or ``tls.ca_file``, a client certificate if ``tls.cert_file``,
+    and no check of the server's certificate and host name if ``tls.verify`` is false.
+
+    Args:
+        gateway: The gateway's name, for error messages.
+        options: The gateway's options.
+
+    Returns:
+        A client context (TLS 1.2 or later), or ``None`` for clear text.
+
+    Raises:
+        GatewayError: A TLS file can't be read or is not valid PEM.
+    """
+    tls = options.tls
+    if tls is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as exc:  # ssl.SSLError is an OSError
+        raise GatewayError(f"gateway {gateway!r}: can't load the TLS files: {exc}") from exc
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class _ConnectionFailed(GatewayError):
@@ -105,6 +143,7 @@ class IrcGateway(ChatGateway):
         self.bot: ChatBot = {"id": options.nick, "name": options.nick}
         self.address = f"{options.server}:{options.effective_port}"
         self._connection: IrcConnection | None = None
+        self._tls: ssl.SSLContext | None = None
         self._connected = asyncio.Event()
         self._connections = 0
         self._run_task: asyncio.Task[None] | None = None
@@ -137,7 +176,10 @@ class IrcGateway(ChatGateway):
 
         Raises:
             IrcAuthError: The server refused the password or the SASL credentials.
+            IrcTlsError: The server's TLS certificate failed the check.
+            GatewayError: A TLS file (``tls.ca_file``, ...) can't be loaded.
         """
+        self._tls = tls_context(self.name, self.options)
         loop = asyncio.get_running_loop()
         ready = self._ready = loop.create_future()
         self._run_task = loop.create_task(self._run(), name=f"{self.name}:irc")
@@ -218,6 +260,7 @@ class IrcGateway(ChatGateway):
             sasl=sasl,
             on_message=self._on_privmsg,
             on_nick=self._on_nick,
+            tls=self._tls,
         )
 
     async def _session(self) -> None:
@@ -227,6 +270,7 @@ class IrcGateway(ChatGateway):
             _ConnectionFailed: It could not be made, or was lost before it had been up
                 ``reconnect.maximum`` seconds (then tenacity waits longer each time).
             IrcAuthError: The server refused the credentials.
+            IrcTlsError: The server's certificate failed the check.
         """
         options = self.options
         loop = asyncio.get_running_loop()
@@ -270,7 +314,7 @@ class IrcGateway(ChatGateway):
             if loop.time() - connected_at < options.reconnect.maximum:
                 raise _ConnectionFailed(reason)
             logger.warning("Gateway %r: %s; reconnecting", self.name, reason)
-        except IrcAuthError as exc:
+        except (IrcAuthError, IrcTlsError) as exc:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(exc)
                 self._start_error = exc
@@ -286,7 +330,6 @@ class IrcGateway(ChatGateway):
 
     async def _register(self, connection: IrcConnection) -> None:
         options = self.options
-        tls = options.tls
         password = options.password.get_secret_value() if options.password else None
         try:
             async with asyncio.timeout(options.connect_timeout):
@@ -294,15 +337,19 @@ class IrcGateway(ChatGateway):
                     options.server,
                     options.effective_port,
                     password=password,
-                    tls=tls is not None,
-                    tls_verify=tls.verify if tls is not None else False,
                     encoding=options.encoding,
                 )
                 await asyncio.wait(
                     (connection.registered_future, connection.closed_future),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLCertVerificationError as exc:
+            raise IrcTlsError(
+                f"gateway {self.name!r}: the TLS certificate of {self.address} failed the "
+                f"check: {exc.verify_message or exc}; set tls.ca_file to the certificate "
+                "authority that signed it (or tls.verify: false for a test server)"
+            ) from exc
+        except OSError as exc:  # ssl.SSLError is an OSError
             raise _ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
         except TimeoutError as exc:
             raise _ConnectionFailed(

@@ -6,6 +6,8 @@ negotiation and SASL) made to serve one gateway connection and nothing more:
 - lines are handled one after the other, in the order the server sent them (pydle runs
   each in a task of its own, which may reorder them), so a channel's messages reach its
   scope in order and a full scope queue slows reading down (back-pressure);
+- TLS uses the ``ssl.SSLContext`` the gateway builds (its own certificate authorities,
+  client certificate, checks), not the one pydle would build from the system's CAs;
 - pydle's own reconnection is off: the gateway reconnects with tenacity and a new
   ``IrcConnection``;
 - a refused password (ERR_PASSWDMISMATCH 464, or an ``ERROR`` about the password before
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydle  # type: ignore[import-untyped]
+from pydle.connection import Connection  # type: ignore[import-untyped]
 from pydle.features import ISUPPORTSupport, TLSSupport  # type: ignore[import-untyped]
 from pydle.features.ircv3.sasl import SASLSupport  # type: ignore[import-untyped]
 
@@ -53,6 +57,18 @@ _SECRET_COMMANDS = frozenset({"PASS", "AUTHENTICATE", "OPER"})
 _Base: Any = pydle.featurize(SASLSupport, ISUPPORTSupport, TLSSupport)
 
 
+class _Link(Connection):  # type: ignore[misc]
+    """pydle's socket, over TLS with the given context (pydle's own context trusts only the
+    system's certificate authorities), or in clear text when it is ``None``."""
+
+    def __init__(self, hostname: str, port: int, context: ssl.SSLContext | None) -> None:
+        super().__init__(hostname, port, tls=context is not None)
+        self.context = context
+
+    def create_tls_context(self) -> ssl.SSLContext | None:
+        return self.context
+
+
 class IrcConnection(_Base):  # type: ignore[misc]
     """One connection of the gateway (a pydle client). Create it inside a running loop.
 
@@ -64,6 +80,7 @@ class IrcConnection(_Base):  # type: ignore[misc]
         sasl: ``(username, password)`` for SASL PLAIN, or ``None``.
         on_message: Called, and awaited, for every PRIVMSG.
         on_nick: Called with the bot's new nickname whenever it changes after registration.
+        tls: The TLS context to connect with; ``None``: clear text.
     """
 
     RECONNECT_ON_ERROR = False
@@ -78,6 +95,7 @@ class IrcConnection(_Base):  # type: ignore[misc]
         sasl: tuple[str, str] | None,
         on_message: MessageHandler,
         on_nick: Callable[[str], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         sasl_args: dict[str, Any] = {}
         if sasl is not None:
@@ -95,6 +113,7 @@ class IrcConnection(_Base):  # type: ignore[misc]
         )
         loop = asyncio.get_running_loop()
         self.wanted_nick = nick
+        self.tls_context = tls
         self.wants_sasl = sasl is not None
         self.on_message_handler = on_message
         self.on_nick_handler = on_nick
@@ -112,6 +131,15 @@ class IrcConnection(_Base):  # type: ignore[misc]
         self.joins_done = asyncio.Event()
         self._pending_joins: dict[str, str] = {}
         self._password_refused = False
+
+    async def _connect(
+        self, hostname: str, port: int, *, encoding: str = "utf-8", **_pydle: Any
+    ) -> None:
+        """Open the socket (pydle's ``connect()`` calls this), with our TLS context; pydle's
+        ``tls`` / ``tls_verify`` arguments are not used."""
+        self.connection = _Link(hostname, port, self.tls_context)
+        self.encoding = encoding
+        await self.connection.connect()
 
     # -- reading, in order ------------------------------------------------------------------
 
