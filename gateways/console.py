@@ -10,7 +10,8 @@ reactions and typing are printed on standard output as ``[#general] bot: text``.
   button (``:action approve``) or inform (``:where``, ``:history``, ``:help``);
   ``::text`` sends the message ``:text``.
 
-Standard input is read without blocking the event loop, from a terminal, a pipe or a file.
+``gateways.console_lines`` acts on the lines. Standard input is read without blocking the
+event loop, from a terminal, a pipe or a file (``gateways.console_stdin``).
 At its end (EOF, Ctrl-D) the gateway stops reading and the daemon goes on serving its other
 gateways and the conversations' consumers until SIGINT or SIGTERM.
 """
@@ -18,52 +19,27 @@ gateways and the conversations' consumers until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import os
-import re
-import stat
 import sys
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any, ClassVar, NamedTuple, TextIO
 
 from pydantic import field_validator
 
+from gateways import console_lines
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway, ChatGatewayOptions
-from gateways.types import (
-    ASGIApp,
-    ChatConversation,
-    ChatReactEvent,
-    ChatSendMessageEvent,
-    ChatTypingEvent,
-    ChatUser,
-    Message,
-)
+from gateways.console_lines import CONTROL_LINES, WORD
+from gateways.console_stdin import ConsoleStdin
+from gateways.types import ASGIApp, ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent
 
 __all__ = ["CONTROL_LINES", "ConsoleGateway", "ConsoleGatewayOptions"]
 
 logger = logging.getLogger(__name__)
 
-_WORD = re.compile(r"[\w.-]+")
 #: Messages remembered for ``:thread``, ``:react`` and ``:history``.
 _REMEMBERED = 10_000
-_HISTORY = 10
-
-#: The control lines, as ``:help`` lists them.
-CONTROL_LINES = (
-    (":user NAME", "become the user NAME (in a DM: go to NAME's DM)"),
-    (":dm", "go to your DM with the bot"),
-    (":channel NAME", "go to the channel #NAME"),
-    (":thread [ID]", "go to the thread under message ID (default: the last one here)"),
-    (":top", "leave the thread, back to the channel or DM"),
-    (":react ID NAME", "add the reaction NAME to message ID (:unreact takes it away)"),
-    (":action ID [VALUE]", "press the button ID, with VALUE"),
-    (":where", "who and where you are"),
-    (":history", f"the last {_HISTORY} messages here, with their ids"),
-    (":help", "this list"),
-)
 
 
 class ConsoleGatewayOptions(ChatGatewayOptions):
@@ -87,14 +63,14 @@ class ConsoleGatewayOptions(ChatGatewayOptions):
     @field_validator("bot_name", "user")
     @classmethod
     def _one_word(cls, value: str) -> str:
-        if not _WORD.fullmatch(value):
+        if not WORD.fullmatch(value):
             raise ValueError(f"must be one word of letters, digits, '.', '-', '_'; got {value!r}")
         return value
 
     @field_validator("conversation")
     @classmethod
     def _conversation(cls, value: str) -> str:
-        if value != "dm" and not _WORD.fullmatch(value.removeprefix("#")):
+        if value != "dm" and not WORD.fullmatch(value.removeprefix("#")):
             raise ValueError(f"must be 'dm' or a channel such as '#general'; got {value!r}")
         return value
 
@@ -170,15 +146,15 @@ class ConsoleGateway(ChatGateway):
         self._stdout = stdout
         self._interactive = interactive
         self._ids = itertools.count(1)
+        #: Everyone's recent messages by id (``console_lines`` reads them, ``_remember`` adds).
         self._messages: OrderedDict[str, _Message] = OrderedDict()
         self._reader: asyncio.Task[None] | None = None
-        self._file_reader: asyncio.Task[None] | None = None
+        #: The process's standard input, when no ``stdin`` was given.
+        self._own_stdin: ConsoleStdin | None = None
         #: Whether lines are being read (the prompt is shown only then).
         self._reading = False
         #: Whether the prompt is the last thing on the terminal (the user is typing after it).
         self._prompt_shown = False
-        self._transport: asyncio.BaseTransport | None = None
-        self._restore_blocking: int | None = None
 
     # -- where we are ------------------------------------------------------------------
 
@@ -203,9 +179,13 @@ class ConsoleGateway(ChatGateway):
             GatewayError: Standard input can't be read.
         """
         self.bot = {"id": self.options.bot_name, "name": self.options.bot_name}
-        reader = self._stdin if self._stdin is not None else await self._open_stdin()
+        if self._stdin is None:
+            self._own_stdin = ConsoleStdin(self.name)
+            reader = await self._own_stdin.open()
+        else:
+            reader = self._stdin
         if self._interactive is None:
-            self._interactive = False
+            self._interactive = self._own_stdin is not None and self._own_stdin.is_terminal
         self.write(
             f"* console chat: you are {self.user} in {self.where()}, talking to "
             f"{self.options.bot_name}; :help lists the control lines"
@@ -219,61 +199,12 @@ class ConsoleGateway(ChatGateway):
     async def close_transport(self) -> None:
         """Stop reading and give standard input back as it was (blocking)."""
         self._reading = False
-        for task in (self._reader, self._file_reader):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
-        self._reader = self._file_reader = None
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
-        if self._restore_blocking is not None:
-            with contextlib.suppress(OSError):
-                os.set_blocking(self._restore_blocking, True)
-            self._restore_blocking = None
-
-    async def _open_stdin(self) -> asyncio.StreamReader:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        try:
-            fd = sys.stdin.fileno()
-            mode = os.fstat(fd).st_mode
-        except (AttributeError, ValueError, OSError) as exc:
-            raise GatewayError(
-                f"gateway {self.name!r}: standard input can't be read: {exc}"
-            ) from exc
-        if self._interactive is None:
-            self._interactive = os.isatty(fd)
-        if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and not os.isatty(fd)):
-            # A file, or a device such as /dev/null (which epoll refuses), never blocks for
-            # long: read it in the default executor.
-            self._file_reader = loop.create_task(self._read_file(fd, reader))
-            return reader
-        if os.isatty(fd):
-            # A description of our own: non-blocking mode on it leaves standard output (the
-            # same terminal) blocking.
-            own = os.open(os.ttyname(fd), os.O_RDONLY | os.O_NOCTTY)
-        else:
-            own = os.dup(fd)
-            self._restore_blocking = fd
-        pipe = os.fdopen(own, "rb", buffering=0)
-        try:
-            self._transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), pipe
-            )
-        except (ValueError, OSError) as exc:
-            pipe.close()
-            raise GatewayError(
-                f"gateway {self.name!r}: can't read standard input (mode {mode:o}): {exc}"
-            ) from exc
-        return reader
-
-    @staticmethod
-    async def _read_file(fd: int, reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
-        while chunk := await loop.run_in_executor(None, os.read, fd, 65536):
-            reader.feed_data(chunk)
-        reader.feed_eof()
+        task, self._reader = self._reader, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        if self._own_stdin is not None:
+            await self._own_stdin.close()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -335,36 +266,7 @@ class ConsoleGateway(ChatGateway):
         Raises:
             GatewayError: The bot's identity is not set (the gateway is not started).
         """
-        stripped = line.strip()
-        if not stripped:
-            return
-        if stripped.startswith(":") and not stripped.startswith("::"):
-            await self._control(stripped[1:].split())
-        elif stripped.startswith("/") and not stripped.startswith("//") and len(stripped) > 1:
-            command, _, text = stripped.partition(" ")
-            await self._dispatch_here(
-                {
-                    "type": "chat.command",
-                    "command": command,
-                    "text": text.strip(),
-                    "user": self._user(),
-                    "raw": {"line": line},
-                }
-            )
-        else:
-            if stripped.startswith(("::", "//")):
-                stripped = stripped[1:]
-            await self._say(stripped, line)
-
-    def _user(self) -> ChatUser:
-        return {"id": self.user, "name": self.user, "is_bot": False}
-
-    def _mentions_bot(self, text: str) -> bool:
-        name = re.escape(self.options.bot_name)
-        return bool(
-            re.search(f"(?<![\\w@])@{name}(?!\\w)", text, re.IGNORECASE)
-            or re.match(f"{name}\\s*[:,]", text, re.IGNORECASE)
-        )
+        await console_lines.handle_line(self, line)
 
     def _remember(self, channel: str, thread: str | None, who: str, text: str) -> str:
         message_id = str(next(self._ids))
@@ -372,125 +274,6 @@ class ConsoleGateway(ChatGateway):
         if len(self._messages) > _REMEMBERED:
             self._messages.popitem(last=False)
         return message_id
-
-    def _conversation(self, channel_id: str, thread: str | None) -> tuple[str, ChatConversation]:
-        direct = channel_id.startswith("@")
-        return self.conversation_for(
-            channel_id=channel_id,
-            kind="direct" if direct else "group",
-            name=None if direct else channel_id,
-            thread_id=thread,
-            user_id=self.user,
-        )
-
-    async def _dispatch_here(
-        self, event: Message, channel: str | None = None, thread: str | None = None
-    ) -> None:
-        if channel is None:
-            channel, thread = self.channel_id, self.thread
-        key, conversation = self._conversation(channel, thread)
-        await self.dispatch_chat(key, conversation, event)
-
-    async def _say(self, text: str, line: str) -> None:
-        message_id = self._remember(self.channel_id, self.thread, self.user, text)
-        await self._dispatch_here(
-            {
-                "type": "chat.message",
-                "id": message_id,
-                "text": text,
-                "user": self._user(),
-                "thread_id": self.thread,
-                "mentions_bot": self._mentions_bot(text),
-                "attachments": [],
-                "raw": {"line": line},
-            }
-        )
-
-    async def _control(self, words: list[str]) -> None:
-        verb, args = (words[0].lower(), words[1:]) if words else ("", [])
-        if verb == "user" and len(args) == 1 and _WORD.fullmatch(args[0]):
-            if self.channel is None:
-                self.thread = None
-            self.user = args[0]
-        elif verb == "dm" and not args:
-            self.channel, self.thread = None, None
-        elif verb == "channel" and len(args) == 1 and _WORD.fullmatch(args[0].removeprefix("#")):
-            self.channel, self.thread = args[0].removeprefix("#"), None
-        elif verb == "thread" and len(args) <= 1:
-            self._enter_thread(args[0] if args else None)
-            return
-        elif verb == "top" and not args:
-            self.thread = None
-        elif verb in ("react", "unreact") and len(args) == 2:
-            await self._react(args[0], args[1].strip(":"), added=verb == "react")
-            return
-        elif verb == "action" and len(args) in (1, 2):
-            await self._dispatch_here(
-                {
-                    "type": "chat.action",
-                    "action_id": args[0],
-                    "value": args[1] if len(args) == 2 else None,
-                    "message_id": None,
-                    "user": self._user(),
-                    "raw": {},
-                }
-            )
-            return
-        elif verb == "history" and not args:
-            self._history()
-            return
-        elif verb == "help" and not args:
-            width = max(len(usage) for usage, _ in CONTROL_LINES)
-            self.write(
-                "* control lines (anything else is a message; /name args is a slash command):\n"
-                + "\n".join(f"{usage:<{width}}  {what}" for usage, what in CONTROL_LINES)
-            )
-            return
-        elif verb != "where" or args:
-            self.write(f"* not a control line: {':' + ' '.join(words)!r}; :help lists them")
-            return
-        self.write(f"* you are {self.user} in {self.where()}")
-
-    def _enter_thread(self, message_id: str | None) -> None:
-        here = self.channel_id
-        if message_id is None:
-            ids = [i for i, m in self._messages.items() if m.channel == here and m.thread is None]
-            if not ids:
-                self.write(f"* no message in {self.where(here)} to start a thread under")
-                return
-            message_id = ids[-1]
-        found = self._messages.get(message_id)
-        if found is None or found.channel != here:
-            self.write(f"* no message {message_id} in {self.where(here)}; :history lists them")
-            return
-        self.thread = found.thread or message_id
-        self.write(f"* you are {self.user} in {self.where()}")
-
-    async def _react(self, message_id: str, reaction: str, *, added: bool) -> None:
-        found = self._messages.get(message_id)
-        if found is None or not reaction:
-            self.write(f"* no message {message_id}; :history lists them")
-            return
-        await self._dispatch_here(
-            {
-                "type": "chat.reaction",
-                "message_id": message_id,
-                "reaction": reaction,
-                "added": added,
-                "user": self._user(),
-                "raw": {},
-            },
-            found.channel,
-            found.thread,
-        )
-
-    def _history(self) -> None:
-        here, thread = self.channel_id, self.thread
-        recent: deque[str] = deque(maxlen=_HISTORY)
-        for message_id, m in self._messages.items():
-            if m.channel == here and (m.thread == thread or message_id == thread):
-                recent.append(f"{message_id:>4} {m.who}: {m.text}")
-        self.write(f"* {self.where()}:\n" + ("\n".join(recent) or "(no messages)"))
 
     # -- what the application sends ----------------------------------------------------
 
