@@ -27,10 +27,16 @@ the thread of ``reply_to``; ``format: markdown`` as a ``markdown`` block, ``plai
 Web API calls go through slack_sdk's ``AsyncWebClient`` with its retry handlers: HTTP 429 is
 retried after Slack's ``Retry-After`` (``retry.rate_limited`` times). The bot's identity
 comes from ``auth.test`` at start; a token Slack refuses fails the start with a
-``GatewayError`` that names the method and Slack's error, never the token.
+``GatewayError`` that names the method and Slack's error, never the token. A token Slack
+refuses later (revoked while the gateway runs: ``invalid_auth``, ``token_revoked``,
+``account_inactive``, ``not_authed``, ``token_expired``), in any Web API call or in the
+``apps.connections.open`` of a Socket Mode reconnect, fails the gateway (``fail()``: the
+daemon stops with exit code 1) and stops Socket Mode, whose client would otherwise retry
+forever; network errors, HTTP 5xx and ``ratelimited`` are retried as before.
 
 Beside this module: ``slack_options`` (YAML options), ``slack_events`` (payloads to events),
-``slack_testing`` (``SlackTestServer``, a local Slack for tests).
+``slack_retry`` (Web API retry handlers, the watch for refused tokens), ``slack_testing``
+(``SlackTestServer``, a local Slack for tests).
 """
 
 from __future__ import annotations
@@ -49,12 +55,6 @@ from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -62,6 +62,7 @@ from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.slack_inbound import SlackInbound
 from gateways.slack_options import SlackGatewayOptions, SlackRetry
+from gateways.slack_retry import retry_handlers
 from gateways.types import (
     ASGIApp,
     ChatConversation,
@@ -143,6 +144,11 @@ class SlackGateway(ChatGateway):
         self._runner: web.AppRunner | None = None
         self._inbox: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        #: True from a successful start to close: a token refused then fails the gateway.
+        self._serving = False
+        #: Why Slack refused a token while serving (what ``fail()`` was given), else ``None``.
+        self.refusal: GatewayError | None = None
+        self._socket_closing: asyncio.Task[None] | None = None
         #: Slack payloads to chat events, with the memory that takes.
         self.inbound = SlackInbound(self)
 
@@ -185,6 +191,7 @@ class SlackGateway(ChatGateway):
         except BaseException:
             await self.close_transport()
             raise
+        self._serving = True
         logger.info(
             "Gateway %r serving Slack as %s (%s) in %s mode",
             self.name,
@@ -195,9 +202,13 @@ class SlackGateway(ChatGateway):
 
     async def close_transport(self) -> None:
         """Close the Socket Mode connection or the HTTP listener, then the Web API session."""
+        self._serving = False
         socket, self._socket = self._socket, None
         if socket is not None:
             await socket.close_async()  # type: ignore[no-untyped-call]
+        closing, self._socket_closing = self._socket_closing, None
+        if closing is not None:
+            await asyncio.wait([closing])
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -225,6 +236,30 @@ class SlackGateway(ChatGateway):
                 f"{self.options.base_url!r} for {method}: {exc!r}"
             ) from exc
 
+    def _token_refused(self, method: str, error: str) -> None:
+        """Slack refused a token for good while serving (``RefusedTokenWatch`` saw it): fail
+        the gateway and stop Socket Mode. At start, ``start()`` raises instead."""
+        if not self._serving or self.refusal is not None:
+            return
+        if method == "apps.connections.open":
+            which = "the app-level token (app_token): Socket Mode cannot reconnect"
+        else:
+            which = "the bot token (bot_token)"
+        self.refusal = GatewayError(
+            f"gateway {self.name!r}: Slack refused {which}; {method} answered {error!r}. "
+            "Not retried: the gateway stops (was the token revoked? configure a valid one "
+            "and restart)"
+        )
+        logger.error("%s", self.refusal)
+        self.fail(self.refusal)
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            # Closed from a task of its own: this runs inside the Socket Mode client's task.
+            self._socket_closing = asyncio.get_running_loop().create_task(
+                socket.close_async(),  # type: ignore[no-untyped-call]
+                name=f"{self.name}:slack-close",
+            )
+
     def _web_client(self, token: str | None) -> AsyncWebClient:
         options = self.options
         return AsyncWebClient(
@@ -232,7 +267,7 @@ class SlackGateway(ChatGateway):
             base_url=options.base_url,
             timeout=math.ceil(options.api_timeout),
             session=self._session,
-            retry_handlers=_retry_handlers(options.retry),
+            retry_handlers=retry_handlers(options.retry, self._token_refused),
             logger=_bolt_logger,
         )
 
@@ -462,15 +497,3 @@ class SlackGateway(ChatGateway):
                 f"{method} failed: cannot reach Slack's Web API at {self.options.base_url!r}: "
                 f"{exc!r}",
             ) from exc
-
-
-def _retry_handlers(retry: SlackRetry) -> list[AsyncRetryHandler]:
-    """slack_sdk's own retry handlers, with the configured counts."""
-    handlers: list[AsyncRetryHandler] = []
-    if retry.rate_limited:
-        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=retry.rate_limited))
-    if retry.connection_errors:
-        handlers.append(AsyncConnectionErrorRetryHandler(max_retry_count=retry.connection_errors))
-    if retry.server_errors:
-        handlers.append(AsyncServerErrorRetryHandler(max_retry_count=retry.server_errors))
-    return handlers

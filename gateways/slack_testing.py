@@ -16,6 +16,10 @@ the Slack gateway's ``base_url`` option) and they call
   ``ack_timeout`` seconds with ``retry_attempt``/``retry_reason`` as Slack does (up to
   ``max_retries`` times), sends ``disconnect`` (``disconnect``) and drops sockets
   (``drop_connections``), so reconnects can be tested;
+- **revoked tokens**: ``revoke(token)`` mid-run makes every later call with it answer
+  ``{"ok": false, "error": "token_revoked"}`` (or the error given: ``invalid_auth``,
+  ``account_inactive``...), and for the app-level token closes its live sockets, so a
+  reconnect is refused at ``apps.connections.open``;
 - the **Events API** the other way round: ``post_event``, ``post_command`` and
   ``post_action`` POST to your app's HTTP endpoint a request signed with the signing
   secret (``X-Slack-Signature``, ``X-Slack-Request-Timestamp``), or wrongly signed, stale,

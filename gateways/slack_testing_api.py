@@ -5,6 +5,9 @@ in the path (``/api/chat.postMessage``), arguments from the query string, a form
 JSON body, the token from ``Authorization: Bearer`` (or a ``token`` argument). Answers are
 HTTP 200 with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; a rate-limited
 call is HTTP 429 with ``Retry-After`` (https://docs.slack.dev/apis/web-api/rate-limits).
+A call without a token answers ``not_authed``, one with an unknown token ``invalid_auth``,
+one with a revoked token ``token_revoked`` (or the error ``revoke`` was given), as each
+method's documented errors say (https://docs.slack.dev/reference/methods/auth.test).
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class WebApi:
         self.users: dict[str, dict[str, Any]] = {}
         #: ``conversations.info`` answers by channel id (``add_conversation``).
         self.conversations: dict[str, dict[str, Any]] = {}
+        #: Revoked tokens, with the error calls made with them answer (``SlackTestServer.revoke``).
+        self.revoked: dict[str, str] = {}
         self._rate_limits: dict[str, deque[int]] = defaultdict(deque)
         self._failures: dict[str, deque[str]] = defaultdict(deque)
         self._call_added = asyncio.Event()
@@ -232,6 +237,9 @@ class WebApi:
         kind, handler = known
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        revoked = self.revoked.get(token)
+        if revoked is not None:
+            return 200, {"ok": False, "error": revoked}, {}
         if token not in (self.bot_token, self.app_token):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         wanted = self.bot_token if kind == "bot" else self.app_token

@@ -228,6 +228,34 @@ class SocketMode(WebApi):
                 await connection.socket.close(code=aiohttp.WSCloseCode.GOING_AWAY)
         self._notify()
 
+    async def revoke(self, token: str, error: str = "token_revoked") -> None:
+        """Revoke ``token`` mid-run, as a workspace admin (or the app's owner) can.
+
+        Afterwards every Web API call made with it answers HTTP 200 with
+        ``{"ok": false, "error": error}``, ``auth.test`` and ``apps.connections.open``
+        included. Revoking the app-level token also closes its live Socket Mode connections
+        (a WebSocket close frame, 1001) and voids the URLs issued but not used yet, so a
+        client's reconnect meets the refusal at ``apps.connections.open``.
+
+        Args:
+            token: ``bot_token`` or ``app_token``.
+            error: What Slack answers from now on: ``token_revoked`` (a revoked token), or
+                another documented error of every method: ``invalid_auth``,
+                ``account_inactive`` (a deleted bot user or workspace), ``not_authed``.
+
+        Raises:
+            ValueError: ``token`` is not one of this server's tokens (its value is not shown).
+        """
+        if token not in (self.bot_token, self.app_token):
+            raise ValueError("revoke() takes this server's bot_token or app_token")
+        self.revoked[token] = error
+        if token == self.app_token:
+            self._tickets.clear()
+            for connection in list(self._connections):
+                connection.refreshing = True
+                await connection.socket.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+            self._notify()
+
     def ignore_acks(self, count: int = 1) -> None:
         """Drop the next ``count`` acknowledgements as if lost (kept in ``lost_acks``), so the
         envelope is redelivered after ``ack_timeout`` seconds."""
