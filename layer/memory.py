@@ -14,7 +14,7 @@ import logging
 import random
 import string
 from collections import deque
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from re import Pattern
 from time import monotonic
 from typing import Any, ClassVar
@@ -364,6 +364,55 @@ class InMemoryChannelLayer(BaseChannelLayer):
         for receipt in waiters:
             if not receipt.done():
                 receipt.set_exception(LayerError("the channel layer was closed"))
+
+    # -- for subclasses fed from elsewhere ------------------------------------------------
+    # A subclass whose messages come from outside the process (the Redis layer's mailboxes,
+    # ``layer.redis_receive``) puts them in its channels with these, and watches the
+    # receivers waiting on them. Unlike ``send()``, they check no name and copy nothing.
+
+    def deliver(self, channel: str, message: LayerMessage, age: float = 0.0) -> bool:
+        """Hand a message to the channel's waiting receiver, or queue it.
+
+        Args:
+            channel: A valid channel name (not checked).
+            message: The message, owned by the layer from now on (not copied).
+            age: Seconds since it was sent; it expires ``expiry - age`` seconds from now.
+
+        Returns:
+            False, and the message is not taken, when the channel holds its capacity.
+        """
+        now = monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        return self._put(channel, message, now - age)
+
+    def hand_over(self, channel: str, message: LayerMessage) -> bool:
+        """Hand a message to the channel's waiting receiver only; False when none waits."""
+        return self._put_to_waiter(channel, message)
+
+    def waiting(self, channel: str) -> int:
+        """How many receivers wait on ``channel`` and are not done."""
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            return 0
+        if isinstance(waiters, list):
+            return sum(not waiter.done() for waiter in waiters)
+        return 0 if waiters.done() else 1
+
+    def fail_waiting(self, match: Callable[[str], bool], error: BaseException) -> int:
+        """Fail the receivers waiting on the channels ``match`` accepts with ``error``.
+
+        Returns:
+            How many receivers failed; those of other channels keep waiting.
+        """
+        failed = 0
+        for channel in [channel for channel in self._waiters if match(channel)]:
+            waiters = self._waiters.pop(channel)
+            for waiter in waiters if isinstance(waiters, list) else (waiters,):
+                if not waiter.done():
+                    waiter.set_exception(error)
+                    failed += 1
+        return failed
 
     # -- internals -----------------------------------------------------------------------
 

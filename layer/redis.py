@@ -16,6 +16,12 @@ differs is inside one process (``docs/layer.md``):
   added are put back on a server that restarted empty;
 - a message that does not serialize or is too big raises ``InvalidMessage`` naming the
   channel.
+
+This module holds the layer's options, its channel operations and its lifetime; the rest is
+in ``layer.redis_loop`` (per-event-loop connections and readers), ``layer.redis_groups``
+(the groups extension and memberships restored after a restart), ``layer.redis_stats``
+(``RedisLayerStats`` and metrics), ``layer.redis_shard``, ``layer.redis_receive``,
+``layer.redis_codec`` and ``layer.redis_hosts``.
 """
 
 from __future__ import annotations
@@ -23,31 +29,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from re import Pattern
 from typing import Any, ClassVar
 
-from prometheus_client import Counter
-
 from .base import (
-    DROPPED_MESSAGES,
     BaseChannelLayer,
     ChannelFull,
     LayerError,
     LayerMessage,
-    LayerStats,
     require_valid_channel_name,
-    require_valid_group_name,
     require_valid_message,
 )
-from .redis_codec import Codec, consistent_hash, group_key
+from .redis_codec import Codec, consistent_hash
+from .redis_groups import Groups
 from .redis_hosts import decode_hosts, make_pool
-from .redis_receive import Mailboxes, PopLoop, Pump
-from .redis_shard import Shard, cancel_and_wait
+from .redis_loop import LoopStates
+from .redis_shard import Shard
+from .redis_stats import RedisLayerStats, count_dropped, count_reconnect
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RedisChannelLayer", "RedisLayerStats"]
 
@@ -57,79 +58,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 """Default ``max_message_size``: 1 MiB of serialized message."""
 
 _NAME_CACHE_SIZE = 1 << 12
-
-REDIS_RECONNECTS = Counter(
-    "asgi_gateway_layer_redis_reconnects_total",
-    "Connections to a Redis shard of the channel layer that broke and healed; restarted='true' "
-    "when the server had restarted meanwhile (and lost the unread messages it held).",
-    ["shard", "restarted"],
-)
-
-
-@dataclass
-class RedisLayerStats(LayerStats):
-    """``LayerStats`` of the Redis layer, with what Redis connections cost.
-
-    Attributes:
-        dropped_full: ``group_send`` deliveries skipped because the member was at capacity
-            (in Redis, or in this process's mailbox of a ``!`` channel).
-        dropped_expired: Messages read after sitting unread past the expiry, and dropped.
-        dropped_unreachable: Messages not delivered because Redis stayed unreachable for
-            ``retry_timeout`` seconds (``send`` and ``group_send`` also raised).
-        dropped_invalid: Messages read from Redis that did not decode (another
-            ``symmetric_encryption_keys`` or ``serializer_format``).
-        reconnects: Broken connections that healed.
-        server_restarts: Reconnects to a server that had restarted, losing what it held.
-    """
-
-    dropped_unreachable: int = 0
-    dropped_invalid: int = 0
-    reconnects: int = 0
-    server_restarts: int = 0
-
-
-class _LoopState:
-    """Connections, mailboxes and readers of one event loop (redis-py's are bound to one)."""
-
-    def __init__(self, layer: RedisChannelLayer) -> None:
-        self.layer = layer
-        self.codec = layer.codec
-        self.expiry = layer.expiry
-        self.block_timeout = layer.block_timeout
-        self.bzmpop = True
-        common = (layer.expiry, math.ceil(layer.expiry * 1000), math.ceil(layer.group_expiry))
-        self.shards = [
-            Shard(index, host, common, layer.retry_timeout, layer.block_timeout, layer._healed)
-            for index, host in enumerate(layer.hosts)
-        ]
-        self.mailbox = Mailboxes(
-            expiry=layer.expiry,
-            capacity=layer.capacity,
-            channel_capacity=dict(layer._channel_capacity_option),
-        )
-        self.mailbox.stats = layer.stats
-        self.pop_loops: dict[str, list[PopLoop]] = {}
-        self.pumps: dict[tuple[str, int], Pump] = {}
-
-    def count_drop(self, reason: str, count: int) -> None:
-        stats = self.layer.stats
-        if reason == "expired":
-            stats.dropped_expired += count
-        elif reason == "invalid":
-            stats.dropped_invalid += count
-        elif reason == "unreachable":
-            stats.dropped_unreachable += count
-        DROPPED_MESSAGES.labels(layer="redis", reason=reason).inc(count)
-
-    def count_full(self, channel: str) -> None:
-        self.layer.stats.dropped_full += 1
-        DROPPED_MESSAGES.labels(layer="redis", reason="full").inc()
-        logger.debug("channel %r: mailbox full, message dropped", channel)
-
-    def readers(self) -> list[asyncio.Task[None]]:
-        tasks = [reader.task for loops in self.pop_loops.values() for reader in loops]
-        tasks += [pump.task for pump in self.pumps.values()]
-        return [task for task in tasks if task is not None]
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -235,14 +163,11 @@ class RedisChannelLayer(BaseChannelLayer):
         self._channel_capacity_option = dict(channel_capacity or {})
         self.client_prefix = uuid.uuid4().hex
         self._serial = itertools.count(1)
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._state: _LoopState | None = None
         self._last_score = 0.0
         # Where each channel's messages go: (key, shard index, capacity), by channel name.
         self._routes: dict[str, tuple[bytes, int, int]] = {}
-        # Memberships this process added: group -> {channel: time.time() of group_add}.
-        self._memberships: dict[str, dict[str, float]] = {}
+        self._loops = LoopStates(self)
+        self._groups = Groups(self)
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer prefix={self.prefix!r} shards={self.ring_size}>"
@@ -271,12 +196,12 @@ class RedisChannelLayer(BaseChannelLayer):
             route = self._route(channel)
         key, index, capacity = route
         body = self.codec.encode(channel, message, channel if "!" in channel else None)
-        state = self._get_state()
+        state = self._loops.get()
         future = state.shards[index].submit(key, "s", self._score(), body, capacity)
         try:
             stored = await future
         except LayerError:
-            self._count_unreachable(1)
+            count_dropped(self.stats, "unreachable")
             raise
         if not stored:
             raise ChannelFull(f"channel {channel!r} is full: {capacity} unread messages in Redis")
@@ -302,10 +227,10 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         if channel.__class__ is not str or channel not in self._routes:
             self._route(channel)
-        state = self._get_state()
+        state = self._loops.get()
         future = state.mailbox.receive(channel)
         if not future.done():
-            self._start_reading(state, channel)
+            state.start_reading(channel)
         return future
 
     def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
@@ -319,14 +244,14 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         if channel.__class__ is not str or channel not in self._routes:
             self._route(channel)
-        state = self._get_state()
+        state = self._loops.get()
         state.mailbox.receive_into(channel, future)
         if not future.done():
-            self._start_reading(state, channel)
+            state.start_reading(channel)
 
     def discard_receive(self, channel: str, future: asyncio.Future[Any]) -> None:
         """Withdraw a Future given to ``receive_into``; no-op if it is gone."""
-        state = self._states.get(asyncio.get_running_loop())
+        state = self._loops.find()
         if state is not None:
             state.mailbox.discard_receive(channel, future)
 
@@ -359,16 +284,7 @@ class RedisChannelLayer(BaseChannelLayer):
             InvalidName: A bad group or channel name.
             LayerError: Redis stayed unreachable for ``retry_timeout`` seconds.
         """
-        require_valid_group_name(group)
-        if channel.__class__ is not str or channel not in self._routes:
-            self._route(channel)
-        now = time.time()
-        members = self._memberships.setdefault(group, {})
-        members.pop(channel, None)
-        members[channel] = now
-        index = consistent_hash(group, self.ring_size)
-        state = self._get_state()
-        await state.shards[index].submit(group_key(self.prefix, group), "a", now, channel, b"")
+        await self._groups.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove a channel from a group; nothing happens if it is not in it (spec).
@@ -377,17 +293,7 @@ class RedisChannelLayer(BaseChannelLayer):
             InvalidName: A bad group or channel name.
             LayerError: Redis stayed unreachable for ``retry_timeout`` seconds.
         """
-        require_valid_group_name(group)
-        if channel.__class__ is not str or channel not in self._routes:
-            self._route(channel)
-        members = self._memberships.get(group)
-        if members is not None:
-            members.pop(channel, None)
-            if not members:
-                del self._memberships[group]
-        index = consistent_hash(group, self.ring_size)
-        state = self._get_state()
-        await state.shards[index].submit(group_key(self.prefix, group), "d", 0.0, channel, b"")
+        await self._groups.discard(group, channel)
 
     async def group_send(self, group: str, message: LayerMessage) -> None:
         """Send a message to every channel in a group (spec: ``group_send``).
@@ -406,52 +312,7 @@ class RedisChannelLayer(BaseChannelLayer):
             InvalidMessage: As for ``send``.
             LayerError: Redis stayed unreachable for ``retry_timeout`` seconds.
         """
-        if message.__class__ is not dict or message.get("type").__class__ is not str:
-            require_valid_message(message)
-        require_valid_group_name(group)
-        codec = self.codec
-        packed = codec.pack(group, message)  # checks the message before any round trip
-        state = self._get_state()
-        shards = state.shards
-        now = time.time()
-        members: list[bytes] = await shards[consistent_hash(group, self.ring_size)].submit(
-            group_key(self.prefix, group), "m", now - self.group_expiry, b"", b""
-        )
-        if not members:
-            return
-        by_key: dict[str, list[str]] = {}
-        for member in members:
-            channel = member.decode()
-            bang = channel.find("!")
-            non_local = channel if bang < 0 else channel[: bang + 1]
-            names = by_key.get(non_local)
-            if names is None:
-                by_key[non_local] = [channel]
-            else:
-                names.append(channel)
-        score = self._score()
-        futures: list[tuple[list[str], asyncio.Future[Any]]] = []
-        for non_local, names in by_key.items():
-            stored = codec.seal(group, codec.add_channel(packed, message, names))
-            route = self._routes.get(names[0]) or self._route(names[0])
-            key = (self.prefix + non_local).encode()
-            shard = shards[consistent_hash(non_local, self.ring_size)]
-            futures.append((names, shard.submit(key, "s", score, stored, route[2])))
-        full = 0
-        error: LayerError | None = None
-        for names, future in futures:
-            try:
-                if not await future:
-                    full += len(names)
-            except LayerError as exc:
-                self._count_unreachable(len(names))
-                error = exc
-        if full:
-            self.stats.dropped_full += full
-            DROPPED_MESSAGES.labels(layer="redis", reason="full").inc(full)
-            logger.debug("group_send to group %r: %d member(s) full, skipped", group, full)
-        if error is not None:
-            raise error
+        await self._groups.send(group, message)
 
     # -- flush extension and lifetime ----------------------------------------------------
 
@@ -464,13 +325,13 @@ class RedisChannelLayer(BaseChannelLayer):
         Raises:
             LayerError: Redis stayed unreachable for ``retry_timeout`` seconds.
         """
-        state = self._get_state()
+        state = self._loops.get()
         pattern = _glob_escape(self.prefix) + "*"
         for shard in state.shards:
             await shard.call(self._delete_matching, shard, pattern)
-        for each in self._states.values():
-            each.mailbox._queues.clear()
-        self._memberships.clear()
+        for each in list(self._loops):
+            await each.mailbox.flush()
+        self._groups.clear()
 
     @staticmethod
     async def _delete_matching(shard: Shard, pattern: str) -> None:
@@ -487,14 +348,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
         The layer stays usable: it connects again on the next call, as channels_redis.
         """
-        states, self._states = self._states, {}
-        self._loop = self._state = None
-        loop = asyncio.get_running_loop()
-        for state_loop, state in states.items():
-            if state_loop is loop:
-                await self._close_state(state)
-            else:  # another loop's: closed when that loop closes
-                self._states[state_loop] = state
+        await self._loops.close()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -521,99 +375,13 @@ class RedisChannelLayer(BaseChannelLayer):
         self._last_score = now
         return now
 
-    def _get_state(self) -> _LoopState:
-        if self._loop is asyncio.get_running_loop() and self._state is not None:
-            return self._state
-        return self._new_state()
-
-    def _new_state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        for old in [old for old in self._states if old.is_closed()]:
-            del self._states[old]  # its connections died with it
-        state = self._states.get(loop)
-        if state is None:
-            state = self._states[loop] = _LoopState(self)
-            self._close_with(loop)
-        self._loop, self._state = loop, state
-        return state
-
-    def _close_with(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close this loop's connections when the loop closes, as channels_redis does.
-
-        Sync code calls the layer through ``async_to_sync``, each call in an event loop that
-        closes after it: its connections would be left open, unusable, on a closed loop.
-        """
-        original = loop.close
-
-        def close() -> None:
-            loop.close = original  # type: ignore[method-assign]
-            state = self._states.pop(loop, None)
-            if state is not None and not loop.is_running() and not loop.is_closed():
-                if self._loop is loop:
-                    self._loop = self._state = None
-                loop.run_until_complete(self._close_state(state))
-            original()
-
-        loop.close = close  # type: ignore[method-assign]
-
-    @staticmethod
-    async def _close_state(state: _LoopState) -> None:
-        await state.mailbox.close()
-        await cancel_and_wait(state.readers())
-        for shard in state.shards:
-            await shard.close()
-
-    def _start_reading(self, state: _LoopState, channel: str) -> None:
-        bang = channel.find("!")
-        if bang >= 0:
-            non_local = channel[: bang + 1]
-            if non_local not in state.pop_loops:
-                key = (self.prefix + non_local).encode()
-                loops = [PopLoop(state, shard, key, non_local) for shard in state.shards]
-                state.pop_loops[non_local] = loops
-                for reader in loops:
-                    reader.start()
-            return
-        key = (self.prefix + channel).encode()
-        for shard in state.shards:
-            if (channel, shard.index) not in state.pumps:
-                pump = state.pumps[channel, shard.index] = Pump(state, shard, key, channel)
-                pump.start()
-
-    def _count_unreachable(self, count: int) -> None:
-        self.stats.dropped_unreachable += count
-        DROPPED_MESSAGES.labels(layer="redis", reason="unreachable").inc(count)
-
     async def _healed(self, shard: Shard, restarted: bool) -> None:
         """A shard's connection healed: count it; after a restart, restore memberships."""
-        self.stats.reconnects += 1
-        REDIS_RECONNECTS.labels(shard=str(shard.index), restarted=str(restarted).lower()).inc()
-        if not restarted:
+        count_reconnect(self.stats, shard.index, restarted)
+        if restarted:
+            await self._groups.restore(shard)
+        else:
             logger.info("Redis %s: reconnected", shard.name)
-            return
-        self.stats.server_restarts += 1
-        cutoff = time.time() - self.group_expiry
-        keys: list[bytes] = []
-        args: list[Any] = []
-        for group, members in list(self._memberships.items()):
-            if consistent_hash(group, self.ring_size) != shard.index:
-                continue
-            for channel, joined in list(members.items()):
-                if joined <= cutoff:
-                    del members[channel]
-                    continue
-                keys.append(group_key(self.prefix, group))
-                args += ("a", joined, channel, b"")
-            if not members:
-                del self._memberships[group]
-        logger.warning(
-            "Redis %s restarted: the unread messages and group memberships it held are lost; "
-            "%d membership(s) of this process restored",
-            shard.name,
-            len(keys),
-        )
-        for start in range(0, len(keys), 1000):
-            await shard.run_now(keys[start : start + 1000], args[start * 4 : (start + 1000) * 4])
 
 
 def _glob_escape(text: str) -> str:

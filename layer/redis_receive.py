@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from redis.exceptions import ResponseError
@@ -39,7 +37,7 @@ from .redis_codec import CHANNEL_KEY
 from .redis_shard import BACKOFF, TRANSIENT, Shard
 
 if TYPE_CHECKING:
-    from .redis import _LoopState
+    from .redis_loop import LoopState
 
 __all__ = ["POP_BATCH", "Mailboxes", "PopLoop", "Pump"]
 
@@ -54,53 +52,18 @@ class Mailboxes(InMemoryChannelLayer):
 
     The in-memory layer's FIFO queues and waiters, with its capacity per channel, expiry,
     and cancellation rules (a receiver cancelled after its message was handed over gives
-    it back); fed by the pop loops and pumps instead of ``send``.
+    it back); fed by the pop loops and pumps instead of ``send``, through the interface
+    ``InMemoryChannelLayer`` offers its subclasses for that (``deliver``, ``hand_over``,
+    ``waiting``, ``fail_waiting``).
     """
 
     metrics_name: ClassVar[str] = "redis"
-
-    def waiting(self, channel: str) -> int:
-        """How many receivers wait on ``channel`` and are not done."""
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return 0
-        if isinstance(waiters, list):
-            return sum(not waiter.done() for waiter in waiters)
-        return 0 if waiters.done() else 1
-
-    def deliver(self, channel: str, message: LayerMessage, age: float) -> bool:
-        """Hand a message to a receiver, or keep it; False when the mailbox is full.
-
-        Args:
-            channel: The full channel name.
-            message: The message, owned by the mailbox from now on.
-            age: Seconds since it was sent; it expires ``expiry - age`` seconds from now.
-        """
-        now = monotonic()
-        if now >= self._next_sweep:
-            self._sweep(now)
-        return self._put(channel, message, now - age)
-
-    def hand_over(self, channel: str, message: LayerMessage) -> bool:
-        """Hand a message to a waiting receiver only; False when none waits."""
-        return self._put_to_waiter(channel, message)
-
-    def fail(self, match: Callable[[str], bool], error: LayerError) -> int:
-        """Fail the receivers waiting on channels ``match`` accepts; returns how many."""
-        failed = 0
-        for channel in [channel for channel in self._waiters if match(channel)]:
-            waiters = self._waiters.pop(channel)
-            for waiter in waiters if isinstance(waiters, list) else (waiters,):
-                if not waiter.done():
-                    waiter.set_exception(error)
-                    failed += 1
-        return failed
 
 
 class _Reader:
     """What pop loops and pumps share: the retried blocking pop and message decoding."""
 
-    def __init__(self, state: _LoopState, shard: Shard, key: bytes) -> None:
+    def __init__(self, state: LoopState, shard: Shard, key: bytes) -> None:
         self.state = state
         self.shard = shard
         self.key = key
@@ -193,7 +156,7 @@ class _Reader:
                 f"Redis {self.shard.name} unreachable for {seconds:.1f} s "
                 f"(retry_timeout {self.shard.retry_timeout} s); still reconnecting"
             )
-            failed = self.state.mailbox.fail(self.match, error)
+            failed = self.state.mailbox.fail_waiting(self.match, error)
             if failed:
                 logger.warning("%s: %d waiting receive() failed", error, failed)
 
@@ -219,7 +182,7 @@ class PopLoop(_Reader):
     Runs from the first receive on such a channel until the layer closes.
     """
 
-    def __init__(self, state: _LoopState, shard: Shard, key: bytes, non_local: str) -> None:
+    def __init__(self, state: LoopState, shard: Shard, key: bytes, non_local: str) -> None:
         super().__init__(state, shard, key)
         self.non_local = non_local
 
@@ -263,7 +226,7 @@ class Pump(_Reader):
     Ends when no receiver waits on the channel (after at most one ``block_timeout``).
     """
 
-    def __init__(self, state: _LoopState, shard: Shard, key: bytes, channel: str) -> None:
+    def __init__(self, state: LoopState, shard: Shard, key: bytes, channel: str) -> None:
         super().__init__(state, shard, key)
         self.channel = channel
 

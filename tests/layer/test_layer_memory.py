@@ -406,3 +406,51 @@ async def test_receive_into_replaces_done_futures_and_discard_withdraws() -> Non
     assert layer._waiters == {}
     await layer.send("chan", {"type": "m"})
     assert not second.done()
+
+
+# -- the interface for layers fed from elsewhere (the Redis layer's mailboxes) ---------------
+
+
+async def test_deliver_hands_to_a_waiting_receiver_or_queues_within_capacity() -> None:
+    layer = InMemoryChannelLayer(capacity=1, expiry=10)
+    waiting = asyncio.ensure_future(layer.receive("a"))
+    await asyncio.sleep(0)
+    assert layer.waiting("a") == 1
+    assert layer.deliver("a", {"type": "one"})
+    assert await asyncio.wait_for(waiting, 1) == {"type": "one"}
+    assert layer.waiting("a") == 0
+    assert layer.deliver("a", {"type": "two"})
+    assert not layer.deliver("a", {"type": "three"})  # full: not taken
+    assert await layer.receive("a") == {"type": "two"}
+
+
+async def test_deliver_counts_the_age_a_message_already_has() -> None:
+    layer = InMemoryChannelLayer(expiry=5)
+    assert layer.deliver("a", {"type": "old"}, age=5.0)  # expires now
+    assert layer.deliver("a", {"type": "young"}, age=1.0)
+    assert await asyncio.wait_for(layer.receive("a"), 1) == {"type": "young"}
+
+
+async def test_hand_over_gives_only_to_a_waiting_receiver() -> None:
+    layer = InMemoryChannelLayer()
+    assert not layer.hand_over("a", {"type": "nobody"})
+    waiting = asyncio.ensure_future(layer.receive("a"))
+    await asyncio.sleep(0)
+    assert layer.hand_over("a", {"type": "taken"})
+    assert await asyncio.wait_for(waiting, 1) == {"type": "taken"}
+    assert not layer.hand_over("a", {"type": "nobody again"})
+
+
+async def test_fail_waiting_fails_only_the_matching_channels_receivers() -> None:
+    layer = InMemoryChannelLayer()
+    doomed = [asyncio.ensure_future(layer.receive("shard1.a")) for _ in range(2)]
+    spared = asyncio.ensure_future(layer.receive("shard2.b"))
+    await asyncio.sleep(0)
+    error = LayerError("Redis unreachable")
+    assert layer.fail_waiting(lambda name: name.startswith("shard1."), error) == 2
+    for receiver in doomed:
+        with pytest.raises(LayerError, match="Redis unreachable"):
+            await receiver
+    assert layer.waiting("shard2.b") == 1
+    assert not spared.done()
+    spared.cancel()
