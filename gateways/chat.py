@@ -17,6 +17,7 @@ unknown type such as ``chat.sned``, a ``chat.send`` without ``text``, a ``format
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from typing import Any, ClassVar, Literal, cast
 
@@ -167,9 +168,28 @@ class ChatGateway(Gateway):
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    #: Seconds before a conversation of ``conversations`` whose instance ended on its own
+    #: (it raised, or returned without ``chat.close``) is opened again; doubled after each
+    #: end that comes sooner than ``reopen_max`` seconds after its opening, up to that.
+    reopen_delay: ClassVar[float] = 1.0
+    reopen_max: ClassVar[float] = 60.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The ``conversations`` of the options by scope key, once started.
+        self._configured: dict[str, ChatConversation] = {}
+        #: Per configured conversation: its last reopening delay, and the pending reopening.
+        self._reopen: dict[str, tuple[float, asyncio.TimerHandle | None]] = {}
+        self._opened_at: dict[str, float] = {}
+
     async def start(self) -> None:
         """Start the transport (which sets ``bot``), then open the ``conversations`` of the
         options, pinned: each instance gets ``chat.connect`` and waits for its first event.
+
+        Such a conversation stays open: one whose instance ends on its own (it raised) is
+        opened again after ``reopen_delay`` seconds (with backoff), and a message arriving
+        meanwhile opens it at once, pinned. One the application closes (``chat.close``)
+        stays closed until a message arrives in it.
 
         Raises:
             GatewayError: The transport failed to start, or ``bot`` was not set by it.
@@ -179,8 +199,46 @@ class ChatGateway(Gateway):
             key, conversation = self.conversation_for(
                 channel_id=entry.id, kind=entry.kind, name=entry.name, thread_id=None, user_id=""
             )
-            if key not in self.instances:
-                self.open_scope(key, self._chat_scope(key, conversation), pinned=True)
+            self._configured[key] = conversation
+            self._open_configured(key)
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop as every gateway does, reopening no configured conversation meanwhile."""
+        for _, handle in self._reopen.values():
+            if handle is not None:
+                handle.cancel()
+        await super().stop(drain_timeout)
+
+    def _open_configured(self, key: str) -> None:
+        if key in self.instances or not self._accepting:
+            return
+        delay, handle = self._reopen.get(key, (0.0, None))
+        if handle is not None:
+            handle.cancel()
+            self._reopen[key] = (delay, None)
+        self._opened_at[key] = asyncio.get_running_loop().time()
+        self.open_scope(key, self._chat_scope(key, self._configured[key]), pinned=True)
+
+    def scope_finished(self, instance: ScopeInstance) -> None:
+        """Schedule a configured conversation whose instance ended on its own to open again."""
+        key = instance.key
+        if key not in self._configured or instance.ending is not None or not self._accepting:
+            return  # not configured; closed by the application; or the gateway is stopping
+        loop = asyncio.get_running_loop()
+        delay, _ = self._reopen.get(key, (0.0, None))
+        lived = loop.time() - self._opened_at.get(key, 0.0)
+        if not delay or lived >= self.reopen_max:
+            delay = self.reopen_delay
+        else:
+            delay = min(delay * 2, self.reopen_max)
+        logger.warning(
+            "Gateway %r: conversation %r, opened at start, ended without chat.close; "
+            "opening it again in %.1f s",
+            self.name,
+            key,
+            delay,
+        )
+        self._reopen[key] = (delay, loop.call_later(delay, self._open_configured, key))
 
     # -- conversations -----------------------------------------------------------------
 
@@ -243,6 +301,10 @@ class ChatGateway(Gateway):
                 ``start_transport`` before dispatching).
         """
         if self.instances.get(key) is not None:
+            await self.dispatch(key, event)
+            return
+        if key in self._configured and self._accepting:
+            self._open_configured(key)  # a configured conversation opens pinned
             await self.dispatch(key, event)
             return
         await self.dispatch(key, event, self._chat_scope(key, conversation))

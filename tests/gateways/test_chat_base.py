@@ -379,3 +379,64 @@ def test_configured_conversations_are_checked() -> None:
         ChatGatewayOptions(conversations=[{"id": "C9"}, {"id": "C9"}])
     with pytest.raises(ValueError, match="kind"):
         ChatGatewayOptions(conversations=[{"id": "C9", "kind": "thread"}])
+
+
+async def test_a_configured_conversation_that_crashes_is_opened_again(
+    recording_app: Any, run_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashes = []
+
+    async def crash_once(log: Any, event: Message) -> None:
+        if event["type"] == "chat.message" and not crashes:
+            crashes.append(log)
+            raise RuntimeError("a consumer bug")
+
+    class Quick(LoopbackChat):
+        reopen_delay = 0.05
+
+    app = CrashingApp(crash_once)
+    gateway = await run_gateway(Quick(app, conversations=[{"id": "C9", "name": "alerts"}]))
+    await gateway.post("boom", channel="C9")
+    async with asyncio.timeout(5):
+        while len(app.scopes) < 2:  # a fresh instance, opened by the gateway itself
+            await asyncio.sleep(0.01)
+    assert "C9" in gateway.instances
+    assert "C9" in gateway.pinned
+    assert "'C9', opened at start, ended without chat.close; opening it again" in caplog.text
+    assert app.scopes[1] == [{"type": "chat.connect"}]
+
+
+async def test_a_configured_conversation_the_application_closes_stays_closed(
+    recording_app: Any, run_gateway: Any
+) -> None:
+    async def close_on_bye(log: Any, event: Message) -> None:
+        if event.get("text") == "bye":
+            await log.send({"type": "chat.close"})
+
+    app = recording_app(on_event=close_on_bye)
+    gateway = await run_gateway(LoopbackChat(app, conversations=[{"id": "C9"}]))
+    await gateway.post("bye", channel="C9")
+    await app.wait_for(lambda: bool(app.logs) and "chat.disconnect" in app.logs[0].types)
+    await asyncio.sleep(0.1)
+    assert "C9" not in gateway.instances
+    await gateway.post("back", channel="C9")  # a message opens it again, pinned
+    await app.wait_for(lambda: len(app.logs) == 2)
+    assert "C9" in gateway.pinned
+
+
+class CrashingApp:
+    """Records each instance's events; ``on_event`` may raise, which ends the instance."""
+
+    def __init__(self, on_event: Any) -> None:
+        self.on_event = on_event
+        self.scopes: list[list[Message]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        events: list[Message] = []
+        self.scopes.append(events)
+        while True:
+            event = await receive()
+            events.append(event)
+            if event["type"] == "chat.disconnect":
+                return
+            await self.on_event(events, event)
