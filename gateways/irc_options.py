@@ -12,12 +12,12 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateways.chat import ChatGatewayOptions
+from gateways.options import Reconnect
 
 __all__ = [
     "IrcChannel",
     "IrcFlood",
     "IrcGatewayOptions",
-    "IrcReconnect",
     "IrcSasl",
     "IrcTls",
     "validate_nick",
@@ -123,28 +123,6 @@ class IrcTls(_Model):
         return self
 
 
-class IrcReconnect(_Model):
-    """Backoff between connection attempts: exponential from ``initial``, with jitter, capped
-    at ``maximum``. A connection that stayed up at least ``maximum`` seconds starts the
-    backoff again from ``initial``.
-
-    Attributes:
-        initial: Seconds before the first retry.
-        maximum: Most seconds between two attempts.
-    """
-
-    initial: float = Field(default=1.0, gt=0)
-    maximum: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> IrcReconnect:
-        if self.maximum < self.initial:
-            raise ValueError(
-                f"reconnect.maximum ({self.maximum}) is below reconnect.initial ({self.initial})"
-            )
-        return self
-
-
 class IrcFlood(_Model):
     """Flood control of the bot's own lines (a token bucket): up to ``burst`` lines at once,
     then ``rate`` lines per second. Servers disconnect clients that send faster than they
@@ -204,7 +182,7 @@ class IrcGatewayOptions(ChatGatewayOptions):
     channels: list[IrcChannel] = Field(default_factory=list)
     encoding: str = "utf-8"
     flood: IrcFlood = Field(default_factory=IrcFlood)
-    reconnect: IrcReconnect = Field(default_factory=IrcReconnect)
+    reconnect: Reconnect = Field(default_factory=Reconnect)
     connect_timeout: float = Field(default=30.0, gt=0)
     send_timeout: float = Field(default=30.0, gt=0)
     max_line_bytes: int = Field(default=512, ge=128)

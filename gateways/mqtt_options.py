@@ -23,13 +23,13 @@ from pydantic import (
 )
 
 from gateways.base import GatewayOptions
+from gateways.options import Reconnect
 
 __all__ = [
     "MAX_PAYLOAD",
     "MQTTTLS",
     "BrokerAddress",
     "MQTTGatewayOptions",
-    "MQTTReconnect",
     "MQTTScopeRule",
     "MQTTSubscription",
     "MQTTWill",
@@ -327,28 +327,6 @@ class MQTTScopeRule(_Model):
         return self
 
 
-class MQTTReconnect(_Model):
-    """Backoff between connection attempts: exponential from ``initial``, with jitter, capped
-    at ``maximum``. A connection that stayed up at least ``maximum`` seconds starts the
-    backoff again from ``initial``.
-
-    Attributes:
-        initial: Seconds before the first retry.
-        maximum: Most seconds between two attempts.
-    """
-
-    initial: float = Field(default=0.5, gt=0)
-    maximum: float = Field(default=30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> MQTTReconnect:
-        if self.maximum < self.initial:
-            raise ValueError(
-                f"reconnect.maximum ({self.maximum}) is below reconnect.initial ({self.initial})"
-            )
-        return self
-
-
 class MQTTGatewayOptions(GatewayOptions):
     """YAML options of an MQTT gateway (besides those of ``GatewayOptions``).
 
@@ -398,7 +376,7 @@ class MQTTGatewayOptions(GatewayOptions):
     route_qos: QoS = 0
     scopes: list[MQTTScopeRule] = Field(default_factory=list)
     max_payload: int = Field(default=MAX_PAYLOAD, ge=0, le=MAX_PAYLOAD)
-    reconnect: MQTTReconnect = Field(default_factory=MQTTReconnect)
+    reconnect: Reconnect = Field(default_factory=lambda: Reconnect(initial=0.5, maximum=30.0))
     publish_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("broker")
