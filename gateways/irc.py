@@ -90,18 +90,7 @@ def tls_context(gateway: str, options: IrcGatewayOptions) -> ssl.SSLContext | No
         GatewayError: A TLS file can't be read or is not valid PEM.
     """
     tls = options.tls
-    if tls is None:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=tls.ca_file)
-        if tls.cert_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-    except OSError as exc:  # ssl.SSLError is an OSError
-        raise GatewayError(f"gateway {gateway!r}: can't load the TLS files: {exc}") from exc
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return None if tls is None else tls.context(gateway, verify=tls.verify)
 
 
 class _ConnectionFailed(GatewayError):

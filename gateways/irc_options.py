@@ -6,13 +6,12 @@ keys section 3.2.1) and the IRCv3 SASL 3.1 specification (``AUTHENTICATE PLAIN``
 
 from __future__ import annotations
 
-import os
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateways.chat import ChatGatewayOptions
-from gateways.options import Reconnect
+from gateways.options import Reconnect, TlsFiles
 
 __all__ = [
     "IrcChannel",
@@ -92,35 +91,17 @@ class IrcSasl(_Model):
     password: SecretStr
 
 
-class IrcTls(_Model):
-    """TLS to the server.
+class IrcTls(TlsFiles):
+    """TLS to the server: ``ca_file`` (instead of the system's certificate authorities),
+    ``cert_file`` (for servers that identify clients by its fingerprint, CertFP: SASL
+    EXTERNAL or NickServ ``CERT ADD``) and ``key_file`` as in ``TlsFiles``, and:
 
     Attributes:
         verify: Check the server's certificate and host name (``server``). Turn off for a
             self-signed test server only.
-        ca_file: PEM file of the certificate authorities to trust instead of the system's.
-        cert_file: PEM client certificate, for servers that identify clients by its
-            fingerprint (CertFP, e.g. SASL EXTERNAL or NickServ ``CERT ADD``).
-        key_file: PEM private key of ``cert_file`` (``None`` when it is inside ``cert_file``).
     """
 
     verify: bool = True
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _exists(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isfile(value):
-            raise ValueError(f"TLS file {value!r} does not exist or is not a file")
-        return value
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> IrcTls:
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError(f"tls.key_file {self.key_file!r} is set but tls.cert_file is not")
-        return self
 
 
 class IrcFlood(_Model):

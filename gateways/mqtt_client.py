@@ -11,8 +11,7 @@ import ssl
 import aiomqtt
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 
-from gateways.base import GatewayError
-from gateways.mqtt_options import MQTTGatewayOptions
+from gateways.mqtt_options import MQTTTLS, MQTTGatewayOptions
 from gateways.mqtt_properties import connect_properties
 
 __all__ = ["make_client", "tls_context"]
@@ -79,14 +78,5 @@ def tls_context(gateway: str, options: MQTTGatewayOptions) -> ssl.SSLContext:
     Raises:
         GatewayError: A TLS file can't be read or is not valid.
     """
-    tls = options.tls
-    try:
-        context = ssl.create_default_context(cafile=tls.ca_file if tls else None)
-        if tls is not None and tls.cert_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-    except OSError as exc:  # ssl.SSLError is an OSError
-        raise GatewayError(f"gateway {gateway!r}: can't load the TLS files: {exc}") from exc
-    if tls is not None and tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    tls = options.tls or MQTTTLS()
+    return tls.context(gateway, verify=not tls.insecure)

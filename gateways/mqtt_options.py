@@ -7,7 +7,6 @@ section 4.7.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -23,7 +22,7 @@ from pydantic import (
 )
 
 from gateways.base import GatewayOptions
-from gateways.options import Reconnect
+from gateways.options import Reconnect, TlsFiles
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -227,33 +226,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-class MQTTTLS(_Model):
-    """TLS settings (used with an ``mqtts://`` broker).
+class MQTTTLS(TlsFiles):
+    """TLS settings (used with an ``mqtts://`` broker): ``ca_file``, ``cert_file`` and
+    ``key_file`` as in ``TlsFiles``, and:
 
     Attributes:
-        ca_file: PEM file of the certificate authorities to trust; ``None`` uses the system's.
-        cert_file: PEM client certificate, for brokers that authenticate clients by it.
-        key_file: PEM private key of ``cert_file`` (``None`` when it is inside ``cert_file``).
         insecure: Skip checking the broker's certificate and host name. For tests only.
     """
 
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
     insecure: bool = False
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _exists(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isfile(value):
-            raise ValueError(f"TLS file {value!r} does not exist or is not a file")
-        return value
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> MQTTTLS:
-        if self.key_file is not None and self.cert_file is None:
-            raise ValueError(f"tls.key_file {self.key_file!r} is set but tls.cert_file is not")
-        return self
 
 
 class MQTTWill(_Model):

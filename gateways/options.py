@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import os
+import ssl
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from config import OptionsModel
+from gateways.base import GatewayError
 
-__all__ = ["Reconnect"]
+__all__ = ["Reconnect", "TlsFiles"]
 
 
-class Reconnect(OptionsModel):
+class _Model(OptionsModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class TlsFiles(_Model):
+    """The files of a TLS client: whom to trust, and the client's own certificate.
+
+    Attributes:
+        ca_file: PEM file of the certificate authorities to trust; ``None`` uses the system's.
+        cert_file: PEM client certificate, for servers that authenticate clients by it.
+        key_file: PEM private key of ``cert_file`` (``None`` when it is inside ``cert_file``).
+    """
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"TLS file {value!r} does not exist or is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsFiles:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError(f"tls.key_file {self.key_file!r} is set but tls.cert_file is not")
+        return self
+
+    def context(self, gateway: str, *, verify: bool) -> ssl.SSLContext:
+        """A client context (TLS 1.2 or later): ``ca_file`` or the system's certificate
+        authorities, the client certificate if ``cert_file``, and, unless ``verify`` is
+        false, checks of the server's certificate and host name.
+
+        Args:
+            gateway: The gateway's name, for error messages.
+            verify: Check the server's certificate and host name.
+
+        Raises:
+            GatewayError: A TLS file can't be read or is not valid PEM.
+        """
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file is not None:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise GatewayError(f"gateway {gateway!r}: can't load the TLS files: {exc}") from exc
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+class Reconnect(_Model):
     """Backoff between connection attempts: exponential from ``initial``, with jitter, capped
     at ``maximum``. A connection that stayed up at least ``maximum`` seconds starts the
     backoff again from ``initial``.
