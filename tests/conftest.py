@@ -9,7 +9,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import pytest
@@ -22,6 +22,8 @@ from gateways.testing import Mosquitto, free_port
 from layer.base import LayerError
 from layer.testing import RedisServer
 
+ServerT = TypeVar("ServerT")
+
 # -- Mosquitto (gateways.testing, a public test utility) -----------------------------------
 
 
@@ -31,28 +33,43 @@ def free_port_fixture() -> Callable[[], int]:
     return free_port
 
 
+class StartedServers:
+    """Servers a ``make_*`` fixture started, each with its files in a directory of its own
+    under ``tmp_path``, on a free port; ``kill_all()`` at teardown."""
+
+    def __init__(self, tmp_path: Path, prefix: str) -> None:
+        self.tmp_path = tmp_path
+        self.prefix = prefix
+        self.started: list[Any] = []
+
+    def start(self, build: Callable[[Path, int], ServerT]) -> ServerT:
+        """``build(directory, port)``, then start it; a server that won't start fails the test."""
+        directory = self.tmp_path / f"{self.prefix}-{len(self.started)}"
+        directory.mkdir()
+        server: Any = build(directory, free_port())
+        self.started.append(server)
+        try:
+            server.start()
+        except (GatewayError, LayerError) as exc:
+            pytest.fail(str(exc))
+        return server
+
+    def kill_all(self) -> None:
+        for server in self.started:
+            server.kill()
+
+
 @pytest.fixture
 def make_mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """``make_mosquitto(extra_config="")``: start another Mosquitto on a free port (its files
     in a directory of its own under ``tmp_path``); every one is killed at teardown."""
-    started: list[Mosquitto] = []
+    servers = StartedServers(tmp_path, "mosquitto")
 
     def make(extra_config: str = "") -> Mosquitto:
-        directory = tmp_path / f"mosquitto-{len(started)}"
-        directory.mkdir()
-        broker = Mosquitto(directory, free_port(), extra_config)
-        started.append(broker)
-        try:
-            broker.start()
-        except GatewayError as exc:
-            pytest.fail(str(exc))
-        return broker
+        return servers.start(lambda directory, port: Mosquitto(directory, port, extra_config))
 
-    try:
-        yield make
-    finally:
-        for broker in started:
-            broker.kill()
+    yield make
+    servers.kill_all()
 
 
 @pytest.fixture
@@ -289,24 +306,13 @@ async def run_gateway() -> AsyncIterator[Callable[[Any], Any]]:
 def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     """``make_redis(extra_args=None)``: start another redis-server on a free port (its log in a
     directory of its own under ``tmp_path``); every one is killed at teardown."""
-    started: list[RedisServer] = []
+    servers = StartedServers(tmp_path, "redis")
 
     def make(extra_args: list[str] | None = None) -> RedisServer:
-        directory = tmp_path / f"redis-{len(started)}"
-        directory.mkdir()
-        server = RedisServer(directory, free_port(), extra_args)
-        started.append(server)
-        try:
-            server.start()
-        except LayerError as exc:
-            pytest.fail(str(exc))
-        return server
+        return servers.start(lambda directory, port: RedisServer(directory, port, extra_args))
 
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.kill()
+    yield make
+    servers.kill_all()
 
 
 @pytest.fixture
@@ -365,24 +371,15 @@ def make_ngircd(tmp_path: Path) -> Iterator[Callable[..., Ngircd]]:
     """``make_ngircd(password=None, penalties=False)``: start another ngircd on a free port
     (its files in a directory of its own under ``tmp_path``); every one is killed at
     teardown. Penalties (ngircd's flood protection) are off unless asked, to keep tests fast."""
-    started: list[Ngircd] = []
+    servers = StartedServers(tmp_path, "ngircd")
 
     def make(password: str | None = None, penalties: bool = False) -> Ngircd:
-        directory = tmp_path / f"ngircd-{len(started)}"
-        directory.mkdir()
-        server = Ngircd(directory, free_port(), password=password, penalties=penalties)
-        started.append(server)
-        try:
-            server.start()
-        except GatewayError as exc:
-            pytest.fail(str(exc))
-        return server
+        return servers.start(
+            lambda directory, port: Ngircd(directory, port, password=password, penalties=penalties)
+        )
 
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.kill()
+    yield make
+    servers.kill_all()
 
 
 @pytest.fixture

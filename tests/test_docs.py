@@ -31,6 +31,15 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     assert "python -m pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python -m pytest\n" in ci
+    # CI installs the same system packages and the same Python packages as the README says.
+    packages = re.search(r"apt-get install -y ([\w\- ]+?) &&", commands[1])
+    assert packages is not None
+    installed = re.search(r"--no-install-recommends \\\n\s+([\w\- ]+?) >", ci)
+    assert installed is not None
+    assert packages.group(1).split() == installed.group(1).split()
+    pip = re.search(r"pip install (.+?) &&", commands[1])
+    assert pip is not None
+    assert f"pip install -q {pip.group(1)}\n" in ci
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ chat consumer's answer travels over the channel layer from the device's consumer
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from daemon_helpers import ROOT, client, next_message, until_reply
 from terminal_helpers import Reader
@@ -23,6 +26,16 @@ ALERTS = "C0ALERTS01"
 DM = "D0DIRECT01"
 
 pytestmark = pytest.mark.mosquitto
+
+
+def publish(mosquitto: Any, topic: str, data: dict[str, float]) -> None:
+    """Publish JSON at QoS 1 from an outside client, as a device would (10 s at most)."""
+
+    async def run() -> None:
+        async with asyncio.timeout(10), aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+            await c.publish(topic, json.dumps(data), qos=1)
+
+    asyncio.run(run())
 
 
 def readme_chat_lines() -> list[str]:
@@ -113,22 +126,13 @@ def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: An
                 out.expect(answer)
 
         say("temp kitchen", "thermostat: No reading from kitchen yet.")
-        publish = ["mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-q", "1"]
-        for value in ("21.5", "22.5"):
-            subprocess.run(
-                [*publish, "-t", "devices/kitchen/telemetry", "-m", f'{{"temperature": {value}}}'],
-                check=True,
-                timeout=10,
-            )
+        for value in (21.5, 22.5):
+            publish(mosquitto, "devices/kitchen/telemetry", {"temperature": value})
         out.seen = 0
         say("temp kitchen", "thermostat: kitchen: 22.5 °C, average 22.0 °C over 2 readings")
         say("devices", "thermostat: Devices: kitchen")
         say("help", "temp <device>: a device's latest reading and its average")
-        subprocess.run(
-            [*publish, "-t", "devices/kitchen/telemetry", "-m", '{"temperature": 33}'],
-            check=True,
-            timeout=10,
-        )
+        publish(mosquitto, "devices/kitchen/telemetry", {"temperature": 33})
         out.expect("[#alerts] thermostat: Alert: kitchen at 33.0 °C, above 30.0 °C")
         for line in readme_chat_lines():
             assert line in out.text, f"the README shows {line!r}; the console printed otherwise"
