@@ -255,6 +255,9 @@ class Gateway(abc.ABC):
         options: Validated options (an instance of ``options_model``).
         channel_layer: The daemon's channel layer, put in every scope as
             ``scope["channel_layer"]``; ``None`` leaves the key out.
+
+    Raises:
+        GatewayError: ``options`` is not an instance of ``options_model``.
     """
 
     protocol: ClassVar[str]
@@ -268,6 +271,11 @@ class Gateway(abc.ABC):
         *,
         channel_layer: Any | None = None,
     ) -> None:
+        if not isinstance(options, self.options_model):
+            raise GatewayError(
+                f"gateway {name!r}: options must be {self.options_model.__name__}, "
+                f"not {type(options).__name__}"
+            )
         self.name = name
         self.application = application
         self.options = options

@@ -130,11 +130,6 @@ class ConsoleGateway(ChatGateway):
         stdout: TextIO | None = None,
         interactive: bool | None = None,
     ) -> None:
-        if not isinstance(options, ConsoleGatewayOptions):
-            raise GatewayError(
-                f"gateway {name!r}: options must be ConsoleGatewayOptions, "
-                f"not {type(options).__name__}"
-            )
         super().__init__(name, application, options, channel_layer=channel_layer)
         self.user = options.user
         start = options.conversation

@@ -123,10 +123,6 @@ class IrcGateway(ChatGateway):
         *,
         channel_layer: Any | None = None,
     ) -> None:
-        if not isinstance(options, IrcGatewayOptions):
-            raise GatewayError(
-                f"gateway {name!r}: options must be IrcGatewayOptions, not {type(options).__name__}"
-            )
         super().__init__(name, application, options, channel_layer=channel_layer)
         #: The bot's identity, shared by every scope: it follows the nick the bot has now.
         self.bot: ChatBot = {"id": options.nick, "name": options.nick}

@@ -96,11 +96,6 @@ class MQTTGateway(Gateway):
         *,
         channel_layer: Any | None = None,
     ) -> None:
-        if not isinstance(options, MQTTGatewayOptions):
-            raise GatewayError(
-                f"gateway {name!r}: options must be MQTTGatewayOptions, "
-                f"not {type(options).__name__}"
-            )
         super().__init__(name, application, options, channel_layer=channel_layer)
         self.address = options.address
         #: The MQTT client identifier, kept across reconnects.

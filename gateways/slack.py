@@ -127,11 +127,6 @@ class SlackGateway(ChatGateway):
         *,
         channel_layer: Any | None = None,
     ) -> None:
-        if not isinstance(options, SlackGatewayOptions):
-            raise GatewayError(
-                f"gateway {name!r}: options must be SlackGatewayOptions, "
-                f"not {type(options).__name__}"
-            )
         super().__init__(name, application, options, channel_layer=channel_layer)
         #: The Web API client (``None`` until started).
         self.client: AsyncWebClient | None = None

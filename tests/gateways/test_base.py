@@ -370,3 +370,11 @@ async def test_scope_finished_is_called_once_for_every_end(recorder: Recorder) -
     await settle()
     await gw.stop(drain_timeout=1)
     assert sorted(finished) == ["closed", "crashed", "evicted", "last", "other"]
+
+
+def test_options_of_another_model_are_refused(recorder: Recorder) -> None:
+    from gateways.chat import ChatGatewayOptions
+    from gateways.mqtt import MQTTGateway
+
+    with pytest.raises(GatewayError, match="options must be MQTTGatewayOptions, not ChatGateway"):
+        MQTTGateway("devices", recorder, ChatGatewayOptions())
