@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gateways.base import GatewayError
-from gateways.testing import ServerProcess, find_binary, free_port
+from layer.testing import ServerProcess, accepts, find_binary, free_port
 
 __all__ = ["Ngircd"]
 
@@ -74,6 +72,7 @@ class Ngircd(ServerProcess):
     """
 
     label = "ngircd"
+    error = GatewayError
     name = "irc.test"
 
     def __init__(
@@ -131,33 +130,18 @@ class Ngircd(ServerProcess):
             + ssl_section
             + extra_config
         )
-        self.command = [find_binary("ngircd", "ngircd"), "--nodaemon", "--config", str(self.config)]
+        self.command = [
+            find_binary("ngircd", "ngircd", GatewayError),
+            "--nodaemon",
+            "--config",
+            str(self.config),
+        ]
         self._process = None
 
-    def start(self, timeout: float = 5.0) -> None:
-        """Start ngircd and wait until its port, and ``tls_port`` if set, accept connections.
-
-        Args:
-            timeout: Seconds to wait for each port to accept.
-
-        Raises:
-            GatewayError: It exited or did not accept in time; the message has its log.
-        """
-        super().start(timeout)
-        if self.tls_port is None:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.running:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.tls_port), 0.2),
-            ):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise GatewayError(
-            f"ngircd did not accept TLS connections on {self.host}:{self.tls_port} within "
-            f"{timeout} s; its log:\n{self.stderr()}"
+    def ready(self) -> bool:
+        """Whether its port, and ``tls_port`` if set, accept connections."""
+        return accepts(self.host, self.port) and (
+            self.tls_port is None or accepts(self.host, self.tls_port)
         )
 
     @classmethod

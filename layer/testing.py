@@ -10,6 +10,10 @@ For your own tests and benchmarks, as ours use them::
 or ``async with RedisServer.started() as server:``. Needs the ``redis-server`` binary (Debian
 package ``redis-server``). Nothing is persisted (``--save "" --appendonly no``): a restart
 starts empty, as a Redis that lost its memory would.
+
+``ServerProcess`` (a server as a child process, started, stopped, killed, paused) and
+``free_port`` live here, the lowest package that needs them, for ``gateways.testing`` and
+``gateways.irc_testing`` too.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 from .base import LayerError
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["RedisServer", "ServerProcess", "find_binary", "free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,16 +40,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _redis_binary() -> str:
-    found = shutil.which("redis-server") or shutil.which(
-        "redis-server", path="/usr/bin:/usr/sbin:/usr/local/bin"
+def find_binary(name: str, package: str, error: type[Exception] = LayerError) -> str:
+    """The path of a server's binary, on PATH or in the bin and sbin folders.
+
+    Raises:
+        Exception: ``error``, when it is not installed; the message names the Debian package.
+    """
+    found = shutil.which(name) or shutil.which(
+        name, path="/usr/bin:/usr/sbin:/usr/local/bin:/usr/local/sbin"
     )
     if found is None:
-        raise LayerError(
-            "redis-server is not installed (not on PATH nor in /usr/bin): "
-            "apt-get install -y redis-server (.ci/run installs it)"
+        raise error(
+            f"{name} is not installed (not on PATH nor in /usr/bin, /usr/sbin): "
+            f"apt-get install -y {package} (.ci/run installs it)"
         )
     return found
+
+
+def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether ``host:port`` accepts a TCP connection now."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout):
+        return True
+    return False
 
 
 def _ping(host: str, port: int, timeout: float) -> bool:
@@ -58,7 +74,98 @@ def _ping(host: str, port: int, timeout: float) -> bool:
         return False
 
 
-class RedisServer:
+class ServerProcess:
+    """A server run as a child process on ``host:port``, with its log in a file: the common
+    part of ``RedisServer``, ``gateways.testing.Mosquitto`` and ``gateways.irc_testing.Ngircd``.
+
+    A subclass sets ``label``, ``port``, ``log`` and ``command`` (and ``error``, the exception
+    its failures raise); ``start()`` runs the command and waits until ``ready()``,
+    ``stop()`` / ``start()`` restart it on the same port, ``kill()`` ends it with SIGKILL,
+    ``pause()`` with SIGSTOP.
+    """
+
+    host = "127.0.0.1"
+    label = "server"
+    error: type[Exception] = LayerError
+    port: int
+    log: Path
+    command: list[str]
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host}:{self.port} running={self.running}>"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stderr(self) -> str:
+        """Everything the server logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def ready(self) -> bool:
+        """Whether the server serves: by default, whether its port accepts a connection."""
+        return accepts(self.host, self.port)
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Start the server and wait until it is ``ready()``.
+
+        Args:
+            timeout: Seconds to wait for it.
+
+        Raises:
+            Exception: ``error``: it exited or was not ready in time; the message has its log.
+        """
+        if self.running:
+            return
+        with self.log.open("ab") as log:
+            process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self._process = process
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if self.ready():
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise self.error(
+            f"{self.label} did not serve on {self.host}:{self.port} within {timeout} s; "
+            f"its log:\n{self.stderr()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then wait for it to exit (SIGKILL after 5 s)."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop without a goodbye."""
+        self._end(signal.SIGKILL)
+
+    def restart(self, timeout: float = 5.0) -> None:
+        """``stop()`` then ``start()`` on the same port."""
+        self.stop()
+        self.start(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (``kill()`` still works)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def _end(self, sig: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+class RedisServer(ServerProcess):
     """A ``redis-server`` on ``127.0.0.1:<port>``, without persistence or password.
 
     Args:
@@ -71,7 +178,7 @@ class RedisServer:
     is off); ``kill()`` ends it with SIGKILL.
     """
 
-    host = "127.0.0.1"
+    label = "redis-server"
 
     def __init__(
         self,
@@ -84,33 +191,8 @@ class RedisServer:
         self.url = f"redis://{self.host}:{self.port}"
         self.log = self.directory / "redis.log"
         self.extra_args = list(extra_args or [])
-        self._binary = _redis_binary()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<RedisServer {self.url} running={self.running}>"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stderr(self) -> str:
-        """Everything the server logged so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Start the server and wait until it answers ``PING``.
-
-        Args:
-            timeout: Seconds to wait for it to answer.
-
-        Raises:
-            LayerError: It exited or did not answer in time; the message has its log.
-        """
-        if self.running:
-            return
-        command = [
-            self._binary,
+        self.command = [
+            find_binary("redis-server", "redis-server"),
             "--port",
             str(self.port),
             "--bind",
@@ -127,38 +209,11 @@ class RedisServer:
             "no",
             *self.extra_args,
         ]
-        with self.log.open("ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self._process = process
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            if _ping(self.host, self.port, 0.2):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise LayerError(
-            f"redis-server did not answer PING on {self.host}:{self.port} within "
-            f"{timeout} s; its log:\n{self.stderr()}"
-        )
+        self._process = None
 
-    def stop(self) -> None:
-        """SIGTERM, then wait for it to exit (SIGKILL after 5 s)."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: connections drop at once, as in a crash."""
-        self._end(signal.SIGKILL)
-
-    def _end(self, sig: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    def ready(self) -> bool:
+        """Whether it answers ``PING`` (it accepts connections a little before it serves)."""
+        return _ping(self.host, self.port, 0.2)
 
     @classmethod
     @contextlib.asynccontextmanager
