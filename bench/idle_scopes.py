@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateways.base import Gateway, GatewayOptions, ScopeInstance
-from gateways.types import ASGIApp, Message
+from layer.types import ASGIApp, Message
 
 TARGET_BYTES = 2048
 TARGET_OPEN_SECONDS = 5.0

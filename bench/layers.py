@@ -1,6 +1,6 @@
 """Channel layer throughput: ours beside channels_redis (core and pub/sub), and in memory.
 
-One redis-server (started here on a free loopback port, ``layer.testing.RedisServer``) and,
+One redis-server (started here on a free loopback port, ``gateways.testing.RedisServer``) and,
 per scenario and layer, two fresh layer instances in this process: one receiving (it makes
 the channels with ``new_channel()``, as consumers do), one sending. Redis is emptied
 (``FLUSHALL``) before each run. Scenarios:
@@ -44,9 +44,9 @@ import channels_redis.pubsub
 import redis
 import redis.asyncio
 
+from gateways.testing import RedisServer
 from layer import InMemoryChannelLayer
 from layer.redis import RedisChannelLayer
-from layer.testing import RedisServer
 
 CAPACITY = 100_000
 MESSAGE = {"type": "bench.message", "text": "21.5 C in the kitchen", "device": "thermo-1"}

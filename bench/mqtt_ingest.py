@@ -5,7 +5,7 @@ QoS 0 messages over 100 topics as fast as it can. Two subscribers take turns, ea
 same process and run:
 
 - bare: ``async for message in client.messages`` with aiomqtt, counting;
-- ours: ``MQTTGateway`` with one scope per topic (100 scopes) and an ``MqttConsumer`` whose
+- ours: ``MqttGateway`` with one scope per topic (100 scopes) and an ``MqttConsumer`` whose
   ``receive`` counts.
 
 The rate is messages over the time from the first to the last message received; lost is N
@@ -109,7 +109,7 @@ async def bare(broker: Mosquitto, n: int) -> Counter:
 
 async def ours(broker: Mosquitto, n: int) -> Counter:
     from consumers import MqttConsumer
-    from gateways.mqtt import MQTTGateway
+    from gateways.mqtt import MqttGateway
 
     counter = Counter(n)
 
@@ -117,13 +117,13 @@ async def ours(broker: Mosquitto, n: int) -> Counter:
         async def receive(self, message: Any) -> None:
             counter.tick()
 
-    options = MQTTGateway.options_model(
+    options = MqttGateway.options_model(
         broker=broker.url,
         client_id="bench-ours",
         subscriptions=[{"topic": "bench/+", "qos": 0}],
         subscribe_routes=False,
     )
-    gateway = MQTTGateway("bench", Count.as_asgi(), options)
+    gateway = MqttGateway("bench", Count.as_asgi(), options)
     await gateway.start()  # returns once the broker acknowledged the subscription
     await run_publisher(broker, n)
     await counter.wait()

@@ -1,6 +1,6 @@
 """Soak: Redis memory stays flat while a sender fills channels that nobody reads.
 
-One redis-server (``layer.testing.RedisServer``) and one ``RedisChannelLayer`` with a short
+One redis-server (``gateways.testing.RedisServer``) and one ``RedisChannelLayer`` with a short
 ``--expiry``. For ``--seconds`` a sender, ten times a second:
 
 - sends to 20 new process-specific channels of consumers that are gone (each a key of its
@@ -28,9 +28,9 @@ import uuid
 
 import redis
 
+from gateways.testing import RedisServer
 from layer import ChannelFull
 from layer.redis import RedisChannelLayer
-from layer.testing import RedisServer
 
 MESSAGE = {"type": "soak.message", "text": "x" * 200}
 

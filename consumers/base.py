@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 
 if TYPE_CHECKING:
-    from gateways.types import Message, Receive, Scope, Send
+    from layer.types import Message, Receive, Scope, Send
 
 __all__ = [
     "AsyncConsumer",

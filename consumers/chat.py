@@ -1,6 +1,6 @@
 """Chat consumers: one instance per conversation, commands declared on the class.
 
-The scope and events are those of ``docs/specs/chat.md`` (``gateways/types.py``, section
+The scope and events are those of ``docs/specs/chat.md`` (``layer/types.py``, section
 "Chat scope"). How a message becomes a command (``docs/chat.md`` has the same rules):
 
 1. A ``chat.command`` (a slash command, ``/temp kitchen``) names its command: ``temp``,
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
 
 if TYPE_CHECKING:
-    from gateways.types import (
+    from layer.types import (
         ChatActionEvent,
         ChatBot,
         ChatCommandEvent,

@@ -1,6 +1,6 @@
 """MQTT consumers: hooks for the ``mqtt.*`` events and helpers that send them.
 
-The scope and events are those of ``docs/specs/mqtt.md`` (``gateways/types.py``).
+The scope and events are those of ``docs/specs/mqtt.md`` (``layer/types.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
 from consumers.topics import validate_topic_filter, validate_topic_name
 
 if TYPE_CHECKING:
-    from gateways.types import (
+    from layer.types import (
         DisconnectReason,
         MqttDisconnectEvent,
         MqttMessageEvent,

@@ -23,7 +23,7 @@ from consumers.base import ConsumerError, _fail
 from consumers.topics import CompiledTopic, compile_topic, compose
 
 if TYPE_CHECKING:
-    from gateways.types import ASGIApp, Receive, Scope, Send
+    from layer.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "ChannelNameRouter",

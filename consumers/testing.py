@@ -31,7 +31,7 @@ from asgiref.testing import ApplicationCommunicator
 from consumers.base import ConsumerError
 
 if TYPE_CHECKING:
-    from gateways.types import (
+    from layer.types import (
         ASGIApp,
         ChatActionEvent,
         ChatAttachment,

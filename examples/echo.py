@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from consumers import MqttConsumer, ProtocolTypeRouter, TopicRouter, route
 
 if TYPE_CHECKING:
-    from gateways.types import MqttMessageEvent
+    from layer.types import MqttMessageEvent
 
 
 class EchoConsumer(MqttConsumer):

@@ -43,7 +43,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from config import OptionsModel
-from gateways.types import ASGIApp, DisconnectReason, Message, Scope
+from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
 __all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
 

@@ -3,7 +3,7 @@
 Chat platforms are stateless per message; a ``ChatGateway`` keeps one application instance
 per *conversation* (a DM, a channel, a thread, or a channel and user: the
 ``conversation_key`` option) and gives it the scope and events of ``docs/specs/chat.md``
-(``gateways/types.py``, section "Chat scope"). A platform (``ConsoleGateway``,
+(``layer/types.py``, section "Chat scope"). A platform (``ConsoleGateway``,
 ``SlackGateway``) subclasses it: it sets ``platform`` and ``bot``, turns what arrives into
 events with ``conversation_for`` and ``dispatch_chat``, and carries out what the application
 sends in ``send_message`` (and ``send_reaction`` / ``send_typing`` when it can).
@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from config import OptionsModel
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.types import (
+from layer.types import (
     ChatBot,
     ChatConversation,
     ChatReactEvent,

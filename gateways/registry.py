@@ -40,7 +40,7 @@ ENTRY_POINT_GROUP = "asgi_gateway.gateways"
 BUILTIN_GATEWAYS: dict[str, str] = {
     "console": "gateways.console:ConsoleGateway",
     "irc": "gateways.irc:IrcGateway",
-    "mqtt": "gateways.mqtt:MQTTGateway",
+    "mqtt": "gateways.mqtt:MqttGateway",
     "slack": "gateways.slack:SlackGateway",
 }
 

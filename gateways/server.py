@@ -24,9 +24,9 @@ from typing import Any
 from config import Config, ConfigError
 from gateways.base import Gateway, GatewayError
 from gateways.registry import resolve_gateway
-from gateways.types import ASGIApp
 from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import build_layer
+from layer.types import ASGIApp
 
 __all__ = ["Daemon"]
 

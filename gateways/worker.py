@@ -36,8 +36,8 @@ from pydantic import Field, field_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from gateways.base import EVENTS_DROPPED, Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.types import ASGIApp, Message, Scope
 from layer import InvalidName, require_valid_channel_name
+from layer.types import ASGIApp, Message, Scope
 
 __all__ = [
     "PROCESS_LOCAL_LAYERS",

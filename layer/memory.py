@@ -367,7 +367,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     # -- for subclasses fed from elsewhere ------------------------------------------------
     # A subclass whose messages come from outside the process (the Redis layer's mailboxes,
-    # ``layer.redis_receive``) puts them in its channels with these, and watches the
+    # ``layer.redis.receive``) puts them in its channels with these, and watches the
     # receivers waiting on them. Unlike ``send()``, they check no name and copy nothing.
 
     def deliver(self, channel: str, message: LayerMessage, age: float = 0.0) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateways import GatewayError
-from gateways.types import Message
+from layer.types import Message
 
 
 def sends(*events: Message) -> Any:

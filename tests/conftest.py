@@ -18,9 +18,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateways.base import GatewayError
-from gateways.testing import Mosquitto, free_port
+from gateways.testing import Mosquitto, RedisServer, free_port
 from layer.base import LayerError
-from layer.testing import RedisServer
 
 ServerT = TypeVar("ServerT")
 
@@ -299,7 +298,7 @@ async def run_gateway() -> AsyncIterator[Callable[[Any], Any]]:
             await gateway.stop(drain_timeout=2)
 
 
-# -- redis-server (layer.testing, a public test utility) ------------------------------------
+# -- redis-server (gateways.testing, a public test utility) ---------------------------------
 
 
 @pytest.fixture
@@ -321,14 +320,14 @@ def redis_server(make_redis: Callable[..., RedisServer]) -> RedisServer:
     return make_redis()
 
 
-# -- Slack (gateways.slack_testing, a public test utility) ----------------------------------
+# -- Slack (gateways.testing.slack_server, a public test utility) ----------------------------------
 
 
 @pytest.fixture
 async def slack_server() -> AsyncIterator[Any]:
     """A started ``SlackTestServer`` on a free port, stopped at teardown. An unacknowledged
     ``events_api`` envelope is redelivered after 0.5 s (Slack: 3 s)."""
-    from gateways.slack_testing import SlackTestServer
+    from gateways.testing.slack_server import SlackTestServer
 
     async with SlackTestServer.started(ack_timeout=0.5) as server:
         yield server
@@ -339,7 +338,7 @@ def slack_options(slack_server: Any) -> Callable[..., Any]:
     """``slack_options(**overrides)``: ``SlackGatewayOptions`` pointing at ``slack_server``:
     Socket Mode (``mode="http"`` listens on a free port), its tokens and signing secret,
     short pings and timeouts."""
-    from gateways.slack_options import SlackGatewayOptions
+    from gateways.slack.options import SlackGatewayOptions
 
     def make(**overrides: Any) -> Any:
         values: dict[str, Any] = {
@@ -358,12 +357,12 @@ def slack_options(slack_server: Any) -> Callable[..., Any]:
     return make
 
 
-# -- ngircd and IRC humans (gateways.irc_testing, a public test utility) --------------------
+# -- ngircd and IRC humans (gateways.testing.ngircd, a public test utility) --------------------
 
 import re  # noqa: E402 (this section's own imports)
 
 from gateways.irc import IrcGateway, IrcGatewayOptions  # noqa: E402
-from gateways.irc_testing import Ngircd  # noqa: E402
+from gateways.testing.ngircd import Ngircd  # noqa: E402
 
 
 @pytest.fixture
@@ -384,7 +383,7 @@ def make_ngircd(tmp_path: Path) -> Iterator[Callable[..., Ngircd]]:
 
 @pytest.fixture
 def ngircd(make_ngircd: Callable[..., Ngircd]) -> Ngircd:
-    """A running ngircd (``gateways.irc_testing.Ngircd``) on a free port, killed at teardown."""
+    """A running ngircd (``gateways.testing.ngircd.Ngircd``) on a free port, killed at teardown."""
     return make_ngircd()
 
 

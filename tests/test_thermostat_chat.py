@@ -19,7 +19,7 @@ import pytest
 from daemon_helpers import ROOT, client, next_message, until_reply
 from terminal_helpers import Reader
 
-from gateways.slack_testing import SlackTestServer, message
+from gateways.testing.slack_server import SlackTestServer, message
 
 EXAMPLE = ROOT / "examples" / "thermostat"
 ALERTS = "C0ALERTS01"

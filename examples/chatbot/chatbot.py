@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from consumers import ChatConsumer, ProtocolTypeRouter, command
 
 if TYPE_CHECKING:
-    from gateways.types import ChatMessageEvent
+    from layer.types import ChatMessageEvent
 
 
 class EchoBot(ChatConsumer):

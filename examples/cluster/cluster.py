@@ -33,7 +33,7 @@ from consumers import (
 )
 
 if TYPE_CHECKING:
-    from gateways.types import MqttMessageEvent
+    from layer.types import MqttMessageEvent
 
 SENSORS_GROUP = "sensors"
 JOBS_CHANNEL = "jobs"

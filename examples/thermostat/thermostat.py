@@ -40,7 +40,7 @@ from consumers import (
 )
 
 if TYPE_CHECKING:
-    from gateways.types import ChatMessageEvent, MqttMessageEvent
+    from layer.types import ChatMessageEvent, MqttMessageEvent
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from consumers import AsyncConsumer
 from gateways.base import Gateway, GatewayOptions, ScopeInstance
-from gateways.types import Message
 from layer import InMemoryChannelLayer
+from layer.types import Message
 
 
 class Loop(Gateway):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.types import Message, Receive, Scope, Send
+from layer.types import Message, Receive, Scope, Send
 
 
 class LoopbackGateway(Gateway):
@@ -374,7 +374,7 @@ async def test_scope_finished_is_called_once_for_every_end(recorder: Recorder) -
 
 def test_options_of_another_model_are_refused(recorder: Recorder) -> None:
     from gateways.chat import ChatGatewayOptions
-    from gateways.mqtt import MQTTGateway
+    from gateways.mqtt import MqttGateway
 
-    with pytest.raises(GatewayError, match="options must be MQTTGatewayOptions, not ChatGateway"):
-        MQTTGateway("devices", recorder, ChatGatewayOptions())
+    with pytest.raises(GatewayError, match="options must be MqttGatewayOptions, not ChatGateway"):
+        MqttGateway("devices", recorder, ChatGatewayOptions())

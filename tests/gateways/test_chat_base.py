@@ -9,7 +9,7 @@ import pytest
 from chat_helpers import sends
 
 from gateways import ChatGateway, ChatGatewayOptions, GatewayError, ScopeInstance
-from gateways.types import ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent, Message
+from layer.types import ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent, Message
 
 
 class LoopbackChat(ChatGateway):

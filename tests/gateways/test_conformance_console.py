@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from gateways.base import Gateway, GatewayError
-from gateways.conformance import ConformanceHarness, GatewayConformance
 from gateways.console import ConsoleGateway, ConsoleGatewayOptions
-from gateways.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from layer.types import ASGIApp
 
 
 class ConsoleHarness(ConformanceHarness):

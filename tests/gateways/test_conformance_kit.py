@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.conformance import ConformanceHarness, GatewayConformance
-from gateways.types import ASGIApp, DisconnectReason, Message
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from layer.types import ASGIApp, DisconnectReason, Message
 
 
 class LoopbackGateway(Gateway):

@@ -9,11 +9,11 @@ import aiomqtt
 import pytest
 
 from gateways.base import Gateway
-from gateways.conformance import ConformanceHarness, GatewayConformance
-from gateways.mqtt import MQTTGateway
-from gateways.mqtt_options import MQTTGatewayOptions
+from gateways.mqtt import MqttGateway
+from gateways.mqtt.options import MqttGatewayOptions
 from gateways.testing import Mosquitto
-from gateways.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from layer.types import ASGIApp
 
 pytestmark = pytest.mark.mosquitto
 
@@ -26,10 +26,10 @@ class MqttHarness(ConformanceHarness):
         self.client: aiomqtt.Client | None = None
 
     def make_gateway(self, application: ASGIApp, options: dict[str, Any]) -> Gateway:
-        return MQTTGateway(
+        return MqttGateway(
             "mqtt",
             application,
-            MQTTGatewayOptions(
+            MqttGatewayOptions(
                 broker=self.broker.url,
                 subscriptions=[{"topic": "conformance/#", "qos": 1}],
                 **options,

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from gateways.base import Gateway
-from gateways.conformance import ConformanceHarness, GatewayConformance
 from gateways.slack import SlackGateway
-from gateways.slack_testing import SlackTestServer, message
-from gateways.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from gateways.testing.slack_server import SlackTestServer, message
+from layer.types import ASGIApp
 
 
 class SlackHarness(ConformanceHarness):

@@ -18,7 +18,7 @@ from chat_helpers import sends
 from terminal_helpers import Reader
 
 from gateways.console import ConsoleGateway, ConsoleGatewayOptions
-from gateways.types import Message
+from layer.types import Message
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "daemon_apps"

@@ -169,7 +169,7 @@ async def test_flood_control_sends_every_line_of_concurrent_replies_in_order(
 
 
 async def test_the_token_bucket_makes_the_line_after_the_burst_wait():
-    from gateways.irc_text import TokenBucket
+    from gateways.irc.text import TokenBucket
 
     bucket = TokenBucket(burst=2, rate=1.0)
     await bucket.take()

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from gateways.base import Gateway
-from gateways.conformance import ConformanceHarness, GatewayConformance
 from gateways.irc import IrcGateway, IrcGatewayOptions
-from gateways.irc_testing import Ngircd
-from gateways.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from gateways.testing.ngircd import Ngircd
+from layer.types import ASGIApp
 
 
 class IrcHarness(ConformanceHarness):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.irc_text import addresses_nick, parse_ctcp, room_for_text, split_text
+from gateways.irc.text import addresses_nick, parse_ctcp, room_for_text, split_text
 
 
 def test_room_for_text_counts_the_prefix_the_server_adds_and_the_crlf():

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from gateways.base import GatewayError
 from gateways.irc import IrcGateway, IrcGatewayOptions, IrcTlsError
-from gateways.irc_options import IrcTls
-from gateways.irc_testing import Ngircd
+from gateways.irc.options import IrcTls
+from gateways.testing.ngircd import Ngircd
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,13 +9,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateways.base import GatewayError
-from gateways.mqtt import MQTTGateway, MQTTGatewayOptions
+from gateways.mqtt import MqttGateway, MqttGatewayOptions
 
 pytestmark = pytest.mark.mosquitto
 
 
-def make_gateway(app: Any, broker: str, name: str = "mqtt", **options: Any) -> MQTTGateway:
-    return MQTTGateway(name, app, MQTTGatewayOptions(broker=broker, **options))
+def make_gateway(app: Any, broker: str, name: str = "mqtt", **options: Any) -> MqttGateway:
+    return MqttGateway(name, app, MqttGatewayOptions(broker=broker, **options))
 
 
 def messages(log: Any) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateways.base import GatewayError
-from gateways.mqtt import MQTTGateway, MQTTGatewayOptions
+from gateways.mqtt import MqttGateway, MqttGatewayOptions
 
 pytestmark = pytest.mark.mosquitto
 
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST_RECONNECT = {"initial": 0.05, "maximum": 0.5}
 
 
-def make_gateway(app: Any, broker: str, name: str = "mqtt", **options: Any) -> MQTTGateway:
+def make_gateway(app: Any, broker: str, name: str = "mqtt", **options: Any) -> MqttGateway:
     options.setdefault("reconnect", FAST_RECONNECT)
-    return MQTTGateway(name, app, MQTTGatewayOptions(broker=broker, **options))
+    return MqttGateway(name, app, MqttGatewayOptions(broker=broker, **options))
 
 
 def messages(log: Any) -> list[dict[str, Any]]:
@@ -204,19 +204,19 @@ async def test_the_will_is_published_when_the_gateway_dies(mosquitto, mqtt_clien
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from gateways.mqtt import MQTTGateway, MQTTGatewayOptions
+        from gateways.mqtt import MqttGateway, MqttGatewayOptions
 
         async def app(scope, receive, send):
             while (await receive())["type"] != "mqtt.disconnect":
                 pass
 
         async def main():
-            options = MQTTGatewayOptions(
+            options = MqttGatewayOptions(
                 broker=sys.argv[1],
                 subscriptions=[{"topic": "t"}],
                 will={"topic": "status/doomed", "payload": "offline", "qos": 1},
             )
-            await MQTTGateway("doomed", app, options).start()
+            await MqttGateway("doomed", app, options).start()
             print("ready", flush=True)
             await asyncio.sleep(60)
 

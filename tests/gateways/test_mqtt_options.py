@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateways.mqtt import MQTTGateway
-from gateways.mqtt_options import (
-    MQTTGatewayOptions,
+from gateways.mqtt import MqttGateway
+from gateways.mqtt.options import (
+    MqttGatewayOptions,
     filter_matches,
     parse_broker,
     validate_filter,
@@ -43,62 +43,62 @@ def test_broker_urls(url, parsed):
 )
 def test_bad_broker_url_names_the_value(url):
     with pytest.raises(ValidationError, match="broker"):
-        MQTTGatewayOptions(broker=url)
+        MqttGatewayOptions(broker=url)
 
 
 def test_broker_password_is_hidden_in_errors_and_redacted():
     with pytest.raises(ValidationError) as info:
-        MQTTGatewayOptions(broker="mqtt://u:topsecret@h:bad")
+        MqttGatewayOptions(broker="mqtt://u:topsecret@h:bad")
     assert "topsecret" not in str(info.value)
     assert "mqtt://u:***@h:bad" in str(info.value)
     assert parse_broker("mqtt://u:topsecret@h").redacted() == "mqtt://u:***@h:1883"
 
 
 def test_protocol_accepts_yaml_int_5():
-    assert MQTTGatewayOptions(broker="mqtt://h", protocol=5).protocol == "5"
+    assert MqttGatewayOptions(broker="mqtt://h", protocol=5).protocol == "5"
     with pytest.raises(ValidationError):
-        MQTTGatewayOptions(broker="mqtt://h", protocol=4)
+        MqttGatewayOptions(broker="mqtt://h", protocol=4)
 
 
 def test_embedded_broker_refuses_mqtt5():
     with pytest.raises(ValidationError, match=r"MQTT 3\.1\.1 only"):
-        MQTTGatewayOptions(broker="embedded", protocol="5")
+        MqttGatewayOptions(broker="embedded", protocol="5")
 
 
 def test_session_expiry_needs_mqtt5():
     with pytest.raises(ValidationError, match=r"session_expiry \(30\) needs protocol '5'"):
-        MQTTGatewayOptions(broker="mqtt://h", session_expiry=30)
-    assert MQTTGatewayOptions(broker="mqtt://h", protocol=5, session_expiry=30).session_expiry == 30
+        MqttGatewayOptions(broker="mqtt://h", session_expiry=30)
+    assert MqttGatewayOptions(broker="mqtt://h", protocol=5, session_expiry=30).session_expiry == 30
 
 
 def test_tls_file_must_exist(tmp_path: Path):
     missing = tmp_path / "ca.pem"
     with pytest.raises(ValidationError, match=f"TLS file '{missing}' does not exist"):
-        MQTTGatewayOptions(broker="mqtts://h", tls={"ca_file": str(missing)})
+        MqttGatewayOptions(broker="mqtts://h", tls={"ca_file": str(missing)})
 
 
 def test_tls_key_needs_a_certificate(tmp_path: Path):
     key = tmp_path / "key.pem"
     key.write_text("not checked here")
     with pytest.raises(ValidationError, match=r"tls\.cert_file is not"):
-        MQTTGatewayOptions(broker="mqtts://h", tls={"key_file": str(key)})
+        MqttGatewayOptions(broker="mqtts://h", tls={"key_file": str(key)})
 
 
 def test_tls_needs_an_mqtts_broker(tmp_path: Path):
     with pytest.raises(ValidationError, match="is not mqtts://"):
-        MQTTGatewayOptions(broker="mqtt://h", tls={"insecure": True})
+        MqttGatewayOptions(broker="mqtt://h", tls={"insecure": True})
 
 
 def test_unknown_option_and_frozen():
     with pytest.raises(ValidationError, match="brokr"):
-        MQTTGatewayOptions(brokr="mqtt://h")
-    options = MQTTGatewayOptions(broker="mqtt://h")
+        MqttGatewayOptions(brokr="mqtt://h")
+    options = MqttGatewayOptions(broker="mqtt://h")
     with pytest.raises(ValidationError):
         options.keepalive = 5
 
 
 def test_defaults():
-    options = MQTTGatewayOptions()
+    options = MqttGatewayOptions()
     assert options.broker == "embedded"
     assert options.max_payload == 268_435_455
     assert (options.reconnect.initial, options.reconnect.maximum) == (0.5, 30.0)
@@ -109,31 +109,31 @@ def test_generated_client_id_names_the_gateway():
     async def app(scope, receive, send):  # pragma: no cover - never called
         pass
 
-    one = MQTTGateway("sensors", app, MQTTGatewayOptions()).client_id
-    two = MQTTGateway("sensors", app, MQTTGatewayOptions()).client_id
+    one = MqttGateway("sensors", app, MqttGatewayOptions()).client_id
+    two = MqttGateway("sensors", app, MqttGatewayOptions()).client_id
     assert one.startswith("asgi-gateway-sensors-")
     assert one != two
-    fixed = MQTTGateway("sensors", app, MQTTGatewayOptions(client_id="plant-1")).client_id
+    fixed = MqttGateway("sensors", app, MqttGatewayOptions(client_id="plant-1")).client_id
     assert fixed == "plant-1"
 
 
 def test_duplicate_subscription_is_refused():
     with pytest.raises(ValidationError, match="'a/#' is listed twice"):
-        MQTTGatewayOptions(subscriptions=[{"topic": "a/#"}, {"topic": "a/#", "qos": 1}])
+        MqttGatewayOptions(subscriptions=[{"topic": "a/#"}, {"topic": "a/#", "qos": 1}])
 
 
 def test_reconnect_maximum_not_below_initial():
     with pytest.raises(ValidationError, match=r"below reconnect\.initial"):
-        MQTTGatewayOptions(reconnect={"initial": 5, "maximum": 1})
+        MqttGatewayOptions(reconnect={"initial": 5, "maximum": 1})
 
 
 def test_scope_rule_levels():
     with pytest.raises(ValidationError, match="levels=3 but the filter matches topics of 2"):
-        MQTTGatewayOptions(scopes=[{"filter": "devices/+", "levels": 3}])
+        MqttGatewayOptions(scopes=[{"filter": "devices/+", "levels": 3}])
     with pytest.raises(ValidationError):
-        MQTTGatewayOptions(scopes=[{"filter": "devices/#", "levels": 0}])
+        MqttGatewayOptions(scopes=[{"filter": "devices/#", "levels": 0}])
     with pytest.raises(ValidationError, match=r"not a \$share/ filter"):
-        MQTTGatewayOptions(scopes=[{"filter": "$share/g/d/#", "levels": 1}])
+        MqttGatewayOptions(scopes=[{"filter": "$share/g/d/#", "levels": 1}])
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_invalid_filters(topic_filter, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         validate_filter(topic_filter)
     with pytest.raises(ValidationError):
-        MQTTGatewayOptions(subscriptions=[{"topic": topic_filter}])
+        MqttGatewayOptions(subscriptions=[{"topic": topic_filter}])
 
 
 def test_publish_topics_have_no_wildcards():

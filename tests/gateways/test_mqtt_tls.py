@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateways.mqtt import MQTTGateway, MQTTGatewayOptions
+from gateways.mqtt import MqttGateway, MqttGatewayOptions
 
 pytestmark = pytest.mark.mosquitto
 
@@ -68,12 +68,12 @@ def messages(log: Any) -> list[dict[str, Any]]:
 
 async def test_mqtts_with_the_ca_file(tls_mosquitto, mqtt_client, recording_app, run_gateway):
     app = recording_app()
-    options = MQTTGatewayOptions(
+    options = MqttGatewayOptions(
         broker=f"mqtts://127.0.0.1:{tls_mosquitto.tls_port}",
         tls={"ca_file": tls_mosquitto.ca_file},
         subscriptions=[{"topic": "secure/#"}],
     )
-    gateway = await run_gateway(MQTTGateway("tls", app, options))
+    gateway = await run_gateway(MqttGateway("tls", app, options))
     assert gateway.connected
     async with mqtt_client(tls_mosquitto.broker.url) as probe:
         await probe.publish("secure/a", b"over tls", qos=1)
@@ -87,13 +87,13 @@ async def test_mqtts_with_the_ca_file(tls_mosquitto, mqtt_client, recording_app,
 async def test_mqtts_refuses_an_unknown_certificate_authority(
     tls_mosquitto, recording_app, run_gateway, caplog
 ):
-    options = MQTTGatewayOptions(
+    options = MqttGatewayOptions(
         broker=f"mqtts://127.0.0.1:{tls_mosquitto.tls_port}",
         subscriptions=[{"topic": "secure/#"}],
         reconnect={"initial": 5, "maximum": 5},
     )
     with caplog.at_level(logging.WARNING, logger="gateways.mqtt"):
-        gateway = await run_gateway(MQTTGateway("tls", recording_app(), options))
+        gateway = await run_gateway(MqttGateway("tls", recording_app(), options))
     assert not gateway.connected
     assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)
     async with asyncio.timeout(10):
@@ -102,10 +102,10 @@ async def test_mqtts_refuses_an_unknown_certificate_authority(
 
 
 async def test_mqtts_insecure_skips_the_check(tls_mosquitto, recording_app, run_gateway):
-    options = MQTTGatewayOptions(
+    options = MqttGatewayOptions(
         broker=f"mqtts://127.0.0.1:{tls_mosquitto.tls_port}",
         tls={"insecure": True},
         subscriptions=[{"topic": "secure/#"}],
     )
-    gateway = await run_gateway(MQTTGateway("tls", recording_app(), options))
+    gateway = await run_gateway(MqttGateway("tls", recording_app(), options))
     assert gateway.connected

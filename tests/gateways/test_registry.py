@@ -12,7 +12,7 @@ import pytest
 
 from config import ConfigError
 from gateways.listing import describe_adapters
-from gateways.mqtt import MQTTGateway
+from gateways.mqtt import MqttGateway
 from gateways.registry import (
     BUILTIN_GATEWAYS,
     ENTRY_POINT_GROUP,
@@ -63,7 +63,7 @@ def test_the_builtins_are_our_own_entry_points() -> None:
         (entry,) = adapters[name]
         assert entry.value == value
         assert entry.distribution.startswith("asgi-gateway ")
-    assert resolve_gateway("mqtt") is MQTTGateway
+    assert resolve_gateway("mqtt") is MqttGateway
 
 
 def test_an_installed_adapter_resolves_by_its_entry_point_name(site: Path) -> None:
@@ -87,7 +87,7 @@ def test_an_adapter_claiming_a_builtin_name_is_refused_not_silently_preferred(si
     install_distribution(site, "fake-gateway", {"mqtt": "fake_adapter:FakeGateway"})
     with pytest.raises(ConfigError, match="'mqtt' is claimed by more than one") as caught:
         resolve_gateway("mqtt")
-    ours = f"asgi-gateway {version('asgi-gateway')} (gateways.mqtt:MQTTGateway)"
+    ours = f"asgi-gateway {version('asgi-gateway')} (gateways.mqtt:MqttGateway)"
     assert ours in str(caught.value)
     assert "fake-gateway 1.0 (fake_adapter:FakeGateway)" in str(caught.value)
 
@@ -113,7 +113,7 @@ def test_the_listing_shows_each_adapter_its_origin_and_options(site: Path) -> No
     text = describe_adapters()
     assert text.startswith("Every gateway takes:\n    idle_timeout: float | None = 600.0  Seconds")
     assert "\nfake  (fake-gateway 1.0, fake_adapter:FakeGateway)\n" in text
-    assert f"\nmqtt  (asgi-gateway {version('asgi-gateway')}, gateways.mqtt:MQTTGateway)\n" in text
+    assert f"\nmqtt  (asgi-gateway {version('asgi-gateway')}, gateways.mqtt:MqttGateway)\n" in text
     assert "\n    keepalive: int = 60  Seconds between keep-alive PINGREQs" in text
     assert "\n    password: SecretStr | None  Password;" in text  # no default shown
     assert "\nbroken  (broken-gateway 1.0, fake_adapter:Missing)\n    cannot load: " in text

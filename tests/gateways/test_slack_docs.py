@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateways.slack_options import SlackGatewayOptions
+from gateways.slack.options import SlackGatewayOptions
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "slack.md").read_text()
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from gateways.slack import SlackGateway
-from gateways.slack_testing import SlackTestServer, message, reaction
+from gateways.testing.slack_server import SlackTestServer, message, reaction
 
 
 async def start(run_gateway: Any, slack_options: Any, app: Any, **options: Any) -> str:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from gateways.base import GatewayError
 from gateways.registry import resolve_gateway
 from gateways.slack import SlackGateway
-from gateways.slack_options import SlackGatewayOptions
+from gateways.slack.options import SlackGatewayOptions
 
 BOT = "xoxb-1-hidden-bot"
 APP = "xapp-1-hidden-app"

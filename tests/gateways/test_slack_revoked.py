@@ -15,7 +15,7 @@ from daemon_helpers import Daemon
 
 from gateways.base import GatewayError
 from gateways.slack import SlackGateway
-from gateways.slack_testing import SlackTestServer, message
+from gateways.testing.slack_server import SlackTestServer, message
 
 CHANNEL = "C0CHAN0001"
 
@@ -78,7 +78,7 @@ async def test_a_revoked_app_token_fails_the_gateway_and_stops_socket_mode(
     assert len(slack_server.calls_to("apps.connections.open")) == tries
     assert slack_server.live_connections == 0
     assert any(
-        r.levelno == logging.ERROR and r.name == "gateways.slack" and error in r.getMessage()
+        r.levelno == logging.ERROR and r.name == "gateways.slack.gateway" and error in r.getMessage()
         for r in caplog.records
     )
     assert slack_server.app_token not in caplog.text

@@ -10,8 +10,8 @@ import pytest
 
 from gateways.base import GatewayError
 from gateways.slack import SlackGateway
-from gateways.slack_options import SlackRetry
-from gateways.slack_testing import SlackTestServer, message
+from gateways.slack.options import SlackRetry
+from gateways.testing.slack_server import SlackTestServer, message
 
 Reply = Callable[[dict[str, Any]], list[dict[str, Any]]]
 

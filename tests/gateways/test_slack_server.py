@@ -17,7 +17,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gateways.slack_testing import SlackTestServer, message, new_ts, sign
+from gateways.testing.slack_server import SlackTestServer, message, new_ts, sign
 
 
 async def test_web_api_answers_and_records(slack_server: SlackTestServer) -> None:

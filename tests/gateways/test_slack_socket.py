@@ -11,7 +11,7 @@ import pytest
 
 from gateways.base import GatewayError
 from gateways.slack import SlackGateway
-from gateways.slack_testing import SlackTestServer, app_mention, message, reaction
+from gateways.testing.slack_server import SlackTestServer, app_mention, message, reaction
 
 BOT = "U0BOT00001"
 

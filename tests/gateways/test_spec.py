@@ -1,4 +1,4 @@
-"""docs/specs/mqtt.md and gateways/types.py describe the same protocol, key for key."""
+"""docs/specs/mqtt.md and layer/types.py describe the same protocol, key for key."""
 
 from __future__ import annotations
 

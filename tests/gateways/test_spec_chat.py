@@ -1,4 +1,4 @@
-"""docs/specs/chat.md and gateways/types.py describe the same chat protocol, key for key."""
+"""docs/specs/chat.md and layer/types.py describe the same chat protocol, key for key."""
 
 from __future__ import annotations
 

@@ -26,10 +26,9 @@ import pytest
 import redis
 from layer_helpers import close_layer
 
-from gateways.testing import free_port
+from gateways.testing import RedisServer, free_port
 from layer import ChannelFull, InMemoryChannelLayer, LayerError
 from layer.redis import RedisChannelLayer
-from layer.testing import RedisServer
 
 
 @dataclass(frozen=True)

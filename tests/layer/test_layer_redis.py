@@ -15,10 +15,10 @@ import redis
 from asgiref.sync import async_to_sync
 from layer_helpers import receive
 
+from gateways.testing import RedisServer
 from layer import InvalidMessage, LayerError
 from layer.redis import RedisChannelLayer
-from layer.redis_codec import consistent_hash
-from layer.testing import RedisServer
+from layer.redis.codec import consistent_hash
 
 pytestmark = pytest.mark.timeout(30)
 

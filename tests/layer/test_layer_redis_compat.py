@@ -18,8 +18,8 @@ import pytest
 import redis
 from layer_helpers import close_layer, receive
 
+from gateways.testing import RedisServer
 from layer.redis import RedisChannelLayer
-from layer.testing import RedisServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateways.types import Receive, Scope, Send
+from layer.types import Receive, Scope, Send
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:

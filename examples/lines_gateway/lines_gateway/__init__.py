@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from gateways import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.types import Message
+from layer.types import Message
 
 __all__ = ["LinesGateway", "LinesOptions"]
 

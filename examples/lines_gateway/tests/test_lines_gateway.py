@@ -19,9 +19,9 @@ import pytest
 from lines_gateway import LinesGateway, LinesOptions
 
 from gateways.base import Gateway
-from gateways.conformance import ConformanceHarness, GatewayConformance
 from gateways.registry import installed_gateways, resolve_gateway
-from gateways.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+from layer.types import ASGIApp
 
 
 class LinesHarness(ConformanceHarness):

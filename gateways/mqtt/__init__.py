@@ -1,0 +1,38 @@
+"""The MQTT adapter (``type: mqtt``): MQTT 3.1.1 and 5 topics as long-lived ASGI scopes.
+
+``MqttGateway`` is the protocol server and ``MqttGatewayOptions`` its YAML options
+(``docs/mqtt.md``, the scope and events in ``docs/specs/mqtt.md``). Inside: ``gateway``
+(the gateway), ``options`` (the options models), ``subscriptions`` (which filters are
+subscribed, for whom), ``events`` (checking what the application sends), ``properties``
+(MQTT 5 properties), ``client`` (building the aiomqtt client) and ``embedded`` (the
+in-process broker behind ``broker: embedded``). Topic names and filters follow
+``layer.topics``, the one home of the MQTT topic rules.
+
+``MQTTGateway`` and ``MQTTGatewayOptions``, the names before 0.2, still work for one release
+with a ``DeprecationWarning``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from gateways.mqtt.embedded import EmbeddedBroker
+from gateways.mqtt.gateway import MqttGateway
+from gateways.mqtt.options import MqttGatewayOptions
+
+__all__ = ["EmbeddedBroker", "MqttGateway", "MqttGatewayOptions"]
+
+_RENAMED = {"MQTTGateway": "MqttGateway", "MQTTGatewayOptions": "MqttGatewayOptions"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names before 0.2 (``MQTTGateway``), with a ``DeprecationWarning``."""
+    if name in _RENAMED:
+        warnings.warn(
+            f"gateways.mqtt.{name} is now {_RENAMED[name]}; the old name goes in 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,82 @@
+"""Build the aiomqtt client of an MQTT gateway from its options: CONNECT, will and TLS.
+
+The client is made once and entered again on every reconnect (``async with client``), so
+its client identifier, credentials and session settings stay the same across outages.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+
+from gateways.mqtt.options import MqttGatewayOptions, MqttTls
+from gateways.mqtt.properties import connect_properties
+
+__all__ = ["make_client", "tls_context"]
+
+
+def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> aiomqtt.Client:
+    """The aiomqtt client that connects to ``options.broker``.
+
+    MQTT 5 uses Clean Start and the Session Expiry Interval (MQTT 5.0 sections 3.1.2.4 and
+    3.1.2.11.2); MQTT 3.1.1 uses Clean Session (MQTT 3.1.1 section 3.1.2.4). ``username``
+    and ``password`` options override those of the broker URL.
+
+    Args:
+        gateway: The gateway's name, for error messages.
+        client_id: The MQTT client identifier.
+        options: The gateway's options.
+
+    Returns:
+        A client, not connected yet. Needs a running event loop.
+
+    Raises:
+        GatewayError: An ``mqtts://`` broker and TLS files that can't be loaded.
+    """
+    address = options.address
+    mqtt5 = options.protocol == "5"
+    properties = None
+    if mqtt5 and options.session_expiry is not None:
+        properties = connect_properties(options.session_expiry)
+    will = None
+    if options.will is not None:
+        will = aiomqtt.Will(
+            options.will.topic,
+            options.will.payload.encode(),
+            options.will.qos,
+            options.will.retain,
+        )
+    password = address.password
+    if options.password is not None:
+        password = options.password.get_secret_value()
+    return aiomqtt.Client(
+        address.host,
+        address.port,
+        username=options.username if options.username is not None else address.username,
+        password=password,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5 if mqtt5 else aiomqtt.ProtocolVersion.V311,
+        will=will,
+        clean_session=None if mqtt5 else options.clean_start,
+        clean_start=options.clean_start if mqtt5 else MQTT_CLEAN_START_FIRST_ONLY,
+        keepalive=options.keepalive,
+        properties=properties,
+        tls_context=tls_context(gateway, options) if address.scheme == "mqtts" else None,
+    )
+
+
+def tls_context(gateway: str, options: MqttGatewayOptions) -> ssl.SSLContext:
+    """The TLS context of an ``mqtts://`` broker: the system's CAs or ``tls.ca_file``, a
+    client certificate if ``tls.cert_file``, no checks at all if ``tls.insecure``.
+
+    Args:
+        gateway: The gateway's name, for error messages.
+        options: The gateway's options.
+
+    Raises:
+        GatewayError: A TLS file can't be read or is not valid.
+    """
+    tls = options.tls or MqttTls()
+    return tls.context(gateway, verify=not tls.insecure)

@@ -1,0 +1,435 @@
+"""The MQTT gateway: one long-lived scope per topic (or per group of topics) over aiomqtt.
+
+It subscribes to the topic filters listed in YAML and to those of the application's
+routes (``application.topic_filters()``), and turns every PUBLISH it receives into an
+``mqtt.message`` event for the scope of its topic: the topic itself, or its first levels
+when a ``scopes`` rule groups topics (``{filter: "devices/+/#", levels: 2}`` makes one
+scope per device). An application instance may also subscribe on its own
+(``mqtt.subscribe``): messages matching that filter then go to that scope.
+
+The connection is kept up forever: tenacity retries it with exponential backoff and jitter,
+every subscription is made again on reconnect, and live scopes stay live across the
+outage. The scope and events are those of ``docs/specs/mqtt.md`` (``layer/types.py``).
+
+Beside this module: ``mqtt_options`` (YAML options, topic and filter rules),
+``mqtt_subscriptions`` (``SubscriptionTable``: which filters, for whom, on the broker),
+``mqtt_events`` (checking the events an application sends), ``mqtt_properties`` (MQTT 5
+properties) and ``mqtt_client`` (building the aiomqtt client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import math
+import secrets
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import aiomqtt
+from prometheus_client import Counter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
+from tenacity.wait import wait_random_exponential
+
+from gateways.base import Gateway, GatewayError, ScopeInstance
+from gateways.mqtt.client import make_client
+from gateways.mqtt.embedded import EmbeddedBroker
+from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
+from gateways.mqtt.options import MqttGatewayOptions
+from gateways.mqtt.properties import properties_in
+from gateways.mqtt.subscriptions import SubscriptionTable
+from layer.types import ASGIApp, Message
+
+__all__ = ["MqttGateway", "MqttGatewayOptions"]
+
+logger = logging.getLogger(__name__)
+
+MESSAGES_DROPPED = Counter(
+    "asgi_gateway_mqtt_messages_dropped_total",
+    "Incoming MQTT messages dropped, by reason (oversized: over max_payload). Messages "
+    "dropped while stopping are in asgi_gateway_events_dropped_total.",
+    ["gateway", "reason"],
+)
+
+_SEND_TYPES = ("mqtt.publish", "mqtt.subscribe", "mqtt.unsubscribe", "mqtt.close")
+
+
+class _ConnectionLost(aiomqtt.MqttError):
+    """The connection was up, then lost before it had been up ``reconnect.maximum`` seconds."""
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, for a log line: aiomqtt's "Disconnected during message iteration"
+    wraps the useful error."""
+    cause = exc.__cause__
+    return str(cause) if cause is not None and str(cause) else str(exc)
+
+
+class MqttGateway(Gateway):
+    """A gateway to an MQTT 3.1.1 or 5 broker, or to an embedded one.
+
+    Scope (``scope["type"] == "mqtt"``): ``topic`` (the topic that opened it),
+    ``scope_key``, ``subscription`` (the filter that matched, as subscribed, e.g. with its
+    ``$share/<group>/`` prefix). Events in: ``mqtt.connect``, ``mqtt.message``,
+    ``mqtt.disconnect``. Events out: ``mqtt.publish``, ``mqtt.subscribe``,
+    ``mqtt.unsubscribe``, ``mqtt.close``.
+
+    Args:
+        name: The gateway's name (``scope["gateway"]``).
+        application: The ASGI application; a ``topic_filters()`` method on it (a
+            ``TopicRouter``) gives filters to subscribe to when ``subscribe_routes``.
+        options: ``MqttGatewayOptions``.
+        channel_layer: Put in every scope as ``scope["channel_layer"]``.
+    """
+
+    protocol: ClassVar[str] = "mqtt"
+    options_model: ClassVar[type[MqttGatewayOptions]] = MqttGatewayOptions
+    options: MqttGatewayOptions
+
+    def __init__(
+        self,
+        name: str,
+        application: ASGIApp,
+        options: MqttGatewayOptions,
+        *,
+        channel_layer: Any | None = None,
+    ) -> None:
+        super().__init__(name, application, options, channel_layer=channel_layer)
+        self.address = options.address
+        #: The MQTT client identifier, kept across reconnects.
+        self.client_id = options.client_id or f"asgi-gateway-{name}-{secrets.token_hex(4)}"
+        self._client: aiomqtt.Client | None = None
+        self._embedded: EmbeddedBroker | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._connected = asyncio.Event()
+        #: Resolved when the current connection is lost; None before the first one.
+        self._lost: asyncio.Future[None] | None = None
+        self._connections = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions = SubscriptionTable(name, options)
+        self._dropped_oversized = MESSAGES_DROPPED.labels(name, "oversized")
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up now."""
+        return self._connected.is_set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start_transport(self) -> None:
+        """Start the embedded broker if asked, then connect and subscribe.
+
+        Returns after the first connection attempt: connected and subscribed, or failed and
+        retrying in the background (logged), so the daemon serves even if the broker comes
+        up later. Waits at most ``publish_timeout`` seconds for the SUBACKs.
+
+        Raises:
+            GatewayError: The embedded broker can't start, TLS files can't be loaded, or an
+                application's ``topic_filters()`` returned an invalid filter.
+        """
+        self._subscriptions.configure(self.application)
+        if not self._subscriptions.filters:
+            logger.warning(
+                "Gateway %r subscribes to nothing: list subscriptions or give the application "
+                "routes (topic_filters()); only scopes' own subscriptions will deliver",
+                self.name,
+            )
+        if self.address.scheme == "embedded":
+            self._embedded = EmbeddedBroker(self.address.host, self.address.port)
+            await self._embedded.start()
+        self._client = make_client(self.name, self.client_id, self.options)
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._run_task = loop.create_task(self._run(), name=f"{self.name}:mqtt")
+        self._run_task.add_done_callback(self._run_done)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), self.options.publish_timeout)
+        except TimeoutError:
+            logger.info(
+                "Gateway %r: subscriptions not yet acknowledged by %s after %.1f s; serving",
+                self.name,
+                self.address.redacted(),
+                self.options.publish_timeout,
+            )
+
+    async def close_transport(self) -> None:
+        """Stop the message loop, DISCONNECT cleanly (so the broker does not publish the
+        will) and stop the embedded broker if this gateway started it."""
+        task, self._run_task = self._run_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        for background in list(self._tasks):
+            background.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        if self._embedded is not None:
+            await self._embedded.stop()
+            self._embedded = None
+
+    # -- events from the application ----------------------------------------------------
+
+    async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
+        """Carry out ``mqtt.publish``, ``mqtt.subscribe`` or ``mqtt.unsubscribe``.
+
+        Raises:
+            GatewayError: Unknown event type, an invalid topic, filter, payload or property,
+                a payload over ``max_payload``, no connection within ``publish_timeout``
+                seconds, or a broker refusal.
+        """
+        kind = message.get("type")
+        if kind == "mqtt.publish":
+            await self._publish(message)
+        elif kind == "mqtt.subscribe":
+            await self._subscribe_scope(instance, message)
+        elif kind == "mqtt.unsubscribe":
+            await self._unsubscribe_scope(instance, message)
+        else:
+            raise GatewayError(
+                f"gateway {self.name!r} can't send an event of type {kind!r}; "
+                f"known: {', '.join(_SEND_TYPES)}"
+            )
+
+    async def _publish(self, message: Message) -> None:
+        topic, payload, qos, retain, properties = parse_publish(message, self.name, self.options)
+        client = self._require_client()
+        timeout = self.options.publish_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+                await client.publish(topic, payload, qos, retain, properties, timeout=math.inf)
+        except TimeoutError:
+            raise GatewayError(
+                f"gateway {self.name!r}: publish to {topic!r} not done within {timeout} s "
+                f"(connected to {self.address.redacted()}: {self._connected.is_set()})"
+            ) from None
+        except aiomqtt.MqttError as exc:
+            raise GatewayError(str(exc)) from exc
+
+    async def _subscribe_scope(self, instance: ScopeInstance, message: Message) -> None:
+        topic_filter, qos = parse_subscribe(message)
+        subscriptions = self._subscriptions
+        if subscriptions.own(instance, topic_filter, qos) and instance.task is not None:
+            instance.task.add_done_callback(functools.partial(self._release, instance))
+        try:
+            await self._sync(topic_filter)
+        except GatewayError:
+            subscriptions.disown(instance, topic_filter)
+            raise
+
+    async def _unsubscribe_scope(self, instance: ScopeInstance, message: Message) -> None:
+        topic_filter = parse_filter(message)
+        if self._subscriptions.owns(instance, topic_filter):
+            self._subscriptions.disown(instance, topic_filter)
+            await self._sync(topic_filter)
+
+    def _release(self, instance: ScopeInstance, _task: asyncio.Task[None]) -> None:
+        """A scope's instance finished: drop its subscriptions, unsubscribing what nothing
+        else needs (not while stopping: the session ends anyway)."""
+        for topic_filter in self._subscriptions.release(instance):
+            if self._accepting:
+                task = asyncio.get_running_loop().create_task(self._sync_quietly(topic_filter))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _sync_quietly(self, topic_filter: str) -> None:
+        try:
+            await self._sync(topic_filter)
+        except GatewayError as exc:
+            logger.warning("Gateway %r: %s", self.name, exc)
+
+    async def _sync(self, topic_filter: str) -> None:
+        """Bring the broker's subscription of ``topic_filter`` in line with its owners, on
+        the current connection (only recorded while there is none)."""
+        await self._subscriptions.sync(topic_filter, self._client, self._lost)
+
+    # -- the connection ----------------------------------------------------------------
+
+    def _require_client(self) -> aiomqtt.Client:
+        if self._client is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
+        return self._client
+
+    async def _run(self) -> None:
+        """Keep a connection up forever; each run of tenacity is one outage."""
+        reconnect = self.options.reconnect
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(aiomqtt.MqttError),
+            wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
+            stop=stop_never,
+            before_sleep=self._log_retry,
+        )
+        while True:
+            await retrying(self._session)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, _ConnectionLost):
+            what, reason = "lost its connection to", str(exc)
+        else:
+            what, reason = "cannot connect to", _reason(exc) if exc is not None else "?"
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.warning(
+            "Gateway %r %s %s (%s); retrying in %.1f s",
+            self.name,
+            what,
+            self.address.redacted(),
+            reason,
+            delay,
+        )
+
+    def _run_done(self, task: asyncio.Task[None]) -> None:
+        """The connection loop ends only when cancelled by ``close_transport`` or on a bug:
+        then the gateway fails (the daemon stops with that error)."""
+        ready = self._ready
+        if task.cancelled():
+            if ready is not None:
+                ready.cancel()
+            return
+        exc = task.exception() or GatewayError(f"gateway {self.name!r}: connection loop ended")
+        logger.error("Gateway %r: the MQTT connection loop failed", self.name, exc_info=exc)
+        self.fail(exc)
+        if ready is not None and not ready.done():
+            ready.set_exception(exc)
+
+    async def _session(self) -> None:
+        """One connection: connect, subscribe, deliver messages until it is lost.
+
+        Raises:
+            aiomqtt.MqttError: The connection failed, or was lost before it had been up
+                ``reconnect.maximum`` seconds (then tenacity waits longer each time).
+        """
+        client = self._require_client()
+        loop = asyncio.get_running_loop()
+        connected_at: float | None = None
+        try:
+            async with client:
+                connected_at = loop.time()
+                self._lost = loop.create_future()
+                self._connections += 1
+                self._connected.set()
+                logger.info(
+                    "Gateway %r %s to %s as %r",
+                    self.name,
+                    "connected" if self._connections == 1 else "reconnected",
+                    self.address.redacted(),
+                    self.client_id,
+                )
+                await self._serve(client)
+        except aiomqtt.MqttError as exc:
+            if connected_at is None:
+                raise
+            if loop.time() - connected_at < self.options.reconnect.maximum:
+                raise _ConnectionLost(_reason(exc)) from exc
+            logger.warning(
+                "Gateway %r lost its connection to %s (%s); reconnecting",
+                self.name,
+                self.address.redacted(),
+                _reason(exc),
+            )
+        finally:
+            self._connected.clear()
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_result(None)
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Subscribe while already taking messages: with a persistent session the broker
+        sends its backlog before the SUBACK, which may take longer than any timeout. The
+        SUBACKs are awaited without a timeout; a lost connection ends both."""
+        consumer = asyncio.ensure_future(self._consume(client))
+        subscriber = asyncio.ensure_future(self._subscriptions.subscribe_all(client))
+        try:
+            await asyncio.wait((subscriber, consumer), return_when=asyncio.FIRST_COMPLETED)
+            if subscriber.done():
+                subscriber.result()
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(None)
+            await consumer
+        finally:
+            subscriber.cancel()
+            consumer.cancel()
+            await asyncio.wait((subscriber, consumer))
+        raise aiomqtt.MqttError("the message stream ended")
+
+    # -- messages from the broker: the hot path ------------------------------------------
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        subscriptions = self._subscriptions
+        # The table changes these dicts in place, never rebinds them.
+        owned = subscriptions.owned
+        subscription_identifiers = subscriptions.subscription_identifiers
+        id_filters = subscriptions.id_filters
+        resolve = subscriptions.resolve
+        owned_matching = subscriptions.owned_matching
+        instances = self.instances
+        dispatch = self.dispatch
+        new_scope = self.new_scope
+        max_payload = self.options.max_payload
+        mqtt5 = self.options.protocol == "5"
+        properties: dict[str, Any] | None = None
+        ids: list[int] | None = None
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload
+            if len(payload) > max_payload:
+                self._drop_oversized(topic, len(payload))
+                continue
+            if mqtt5:
+                properties = properties_in(message.properties)
+                ids = properties.get("subscription_identifiers") if subscriptions.use_ids else None
+            event = {
+                "type": "mqtt.message",
+                "topic": topic,
+                "payload": payload,
+                "qos": message.qos,
+                "retain": message.retain,
+                "properties": properties,
+            }
+            route = resolve(topic)
+            if ids:
+                # One copy per matching subscription: act on what this copy is for.
+                if owned:
+                    await self._deliver_to(subscriptions.owners_by_ids(topic, ids), event, route)
+                if (
+                    route is not None
+                    and subscription_identifiers.get(route[1]) not in ids
+                    and any(i in id_filters for i in ids)
+                ):
+                    continue  # another copy carries the route's subscription
+            elif owned:
+                targets = (owned.get(f, ()) for f in owned_matching(topic))
+                await self._deliver_to(itertools.chain.from_iterable(targets), event, route)
+            if route is None:
+                continue
+            key = route[0]
+            if instances.get(key) is None:
+                scope = new_scope(topic=topic, scope_key=key, subscription=route[1])
+                await dispatch(key, event, scope)
+            else:
+                await dispatch(key, event)
+
+    async def _deliver_to(
+        self, owners: Iterable[ScopeInstance], event: Message, route: tuple[str, str] | None
+    ) -> None:
+        """Deliver to scopes whose own subscription matched: once each, live ones only, not
+        to the scope the topic routes to (it gets the event anyway)."""
+        skip = route[0] if route is not None else None
+        for instance in dict.fromkeys(owners):
+            key = instance.key
+            if key != skip and self.instances.get(key) is instance:
+                await self.dispatch(key, dict(event))
+
+    def _drop_oversized(self, topic: str, size: int) -> None:
+        self._dropped_oversized.inc()
+        logger.warning(
+            "Gateway %r dropped a message on %r: %d bytes is over max_payload (%d bytes)",
+            self.name,
+            topic,
+            size,
+            self.options.max_payload,
+        )

@@ -1,0 +1,397 @@
+"""Options of the MQTT gateway (its YAML keys), and the MQTT topic rules they rely on.
+
+Topic names and topic filters follow MQTT 5.0 section 4.7 (wildcards) and section 4.8.2
+(shared subscriptions, ``$share/<group>/<filter>``); the same rules hold in MQTT 3.1.1
+section 4.7.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from gateways.base import GatewayOptions
+from gateways.options import Reconnect, TlsFiles
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "BrokerAddress",
+    "MqttGatewayOptions",
+    "MqttScopeRule",
+    "MqttSubscription",
+    "MqttTls",
+    "MqttWill",
+    "filter_matches",
+    "parse_broker",
+    "validate_filter",
+    "validate_topic",
+]
+
+#: The largest payload MQTT can carry, in bytes (the Remaining Length limit, MQTT 5.0
+#: section 1.5.5 and 2.1.4).
+MAX_PAYLOAD = 268_435_455
+_MAX_TOPIC_BYTES = 65_535
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "embedded": 1883}
+
+QoS = Literal[0, 1, 2]
+
+
+# -- topics and topic filters ---------------------------------------------------------------
+
+
+def _check_text(value: str, what: str) -> None:
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{what} {value!r} contains U+0000 (MQTT 5.0 section 1.5.4)")
+    if len(value.encode()) > _MAX_TOPIC_BYTES:
+        raise ValueError(f"{what} {value[:40]!r}... is longer than {_MAX_TOPIC_BYTES} bytes")
+
+
+def validate_topic(value: str) -> str:
+    """Check a topic name one can publish to (MQTT 5.0 section 4.7.3).
+
+    Args:
+        value: The topic name, e.g. ``"devices/d1/state"``.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: Empty, too long, or holding a wildcard (``+`` or ``#``).
+    """
+    _check_text(value, "topic")
+    if "+" in value or "#" in value:
+        raise ValueError(f"topic {value!r} contains a wildcard (+ or #); publish to a topic name")
+    return value
+
+
+def validate_filter(value: str) -> str:
+    """Check a topic filter one can subscribe to (MQTT 5.0 sections 4.7.1 and 4.8.2).
+
+    ``#`` must be the last level and alone in it, ``+`` alone in its level; a shared
+    subscription ``$share/<group>/<filter>`` needs a group name without wildcards or ``/``
+    and a filter.
+
+    Args:
+        value: The topic filter, e.g. ``"devices/+/state"`` or ``"$share/g/devices/#"``.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: The filter breaks one of those rules; the message quotes it.
+    """
+    _check_text(value, "topic filter")
+    inner = value
+    if value.startswith("$share/") or value == "$share":
+        parts = value.split("/", 2)
+        if len(parts) < 3 or not parts[1] or not parts[2]:
+            raise ValueError(
+                f"shared subscription {value!r} needs a group name and a filter: "
+                "$share/<group>/<filter> (MQTT 5.0 section 4.8.2)"
+            )
+        if "+" in parts[1] or "#" in parts[1]:
+            raise ValueError(f"shared subscription {value!r}: the group name has a wildcard")
+        inner = parts[2]
+    levels = inner.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise ValueError(
+                f"topic filter {value!r}: '#' must be alone in the last level "
+                "(MQTT 5.0 section 4.7.1.2)"
+            )
+        if "+" in level and level != "+":
+            raise ValueError(
+                f"topic filter {value!r}: '+' must be alone in its level (MQTT 5.0 section 4.7.1.3)"
+            )
+    return value
+
+
+def filter_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``topic_filter`` (MQTT 5.0 section 4.7).
+
+    A shared subscription matches as its inner filter. A filter starting with a wildcard
+    does not match a topic starting with ``$`` (section 4.7.2). ``a/#`` matches ``a``.
+    """
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    if topic_filter == topic:
+        return True
+    wanted = topic_filter.split("/")
+    if topic.startswith("$") and wanted[0] in ("+", "#"):
+        return False
+    levels = topic.split("/")
+    for index, level in enumerate(wanted):
+        if level == "#":
+            return True
+        if index >= len(levels) or (level != "+" and level != levels[index]):
+            return False
+    return len(wanted) == len(levels)
+
+
+# -- the broker URL -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """A parsed ``broker`` option.
+
+    Attributes:
+        scheme: ``"mqtt"``, ``"mqtts"`` (TLS) or ``"embedded"`` (an in-process broker).
+        host: Host name or address.
+        port: TCP port.
+        username: From the URL, percent-decoded; ``None`` when absent.
+        password: From the URL, percent-decoded; ``None`` when absent. Never log it.
+    """
+
+    scheme: Literal["mqtt", "mqtts", "embedded"]
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    def redacted(self) -> str:
+        """The URL to log: the password replaced by ``***``."""
+        user = ""
+        if self.username is not None:
+            user = self.username + (":***" if self.password is not None else "") + "@"
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_broker(value: str) -> BrokerAddress:
+    """Parse ``mqtt://[user[:password]@]host[:port]``, ``mqtts://...``, ``embedded`` or
+    ``embedded://host:port``.
+
+    Default ports: 1883 for ``mqtt`` and ``embedded``, 8883 for ``mqtts``. ``embedded``
+    alone listens on ``127.0.0.1:1883``.
+
+    Raises:
+        ValueError: Not one of those forms; the message quotes the value without its password.
+    """
+    if value == "embedded":
+        return BrokerAddress("embedded", "127.0.0.1", _DEFAULT_PORTS["embedded"])
+    forms = "mqtt://[user[:password]@]host[:port], mqtts://..., embedded or embedded://host:port"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"broker {_hide_password(value)!r} is not a valid URL: {exc}") from None
+    shown = _hide_password(value)
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"broker {shown!r}: expected {forms}")
+    if not parts.hostname:
+        raise ValueError(f"broker {shown!r} has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"broker {shown!r}: no path, query or fragment allowed; expected {forms}")
+    if parts.scheme == "embedded" and (parts.username or parts.password):
+        raise ValueError(f"broker {shown!r}: the embedded broker takes no user or password")
+    return BrokerAddress(
+        scheme=parts.scheme,  # type: ignore[arg-type]  # checked against _DEFAULT_PORTS
+        host=parts.hostname,
+        port=port if port is not None else _DEFAULT_PORTS[parts.scheme],
+        username=unquote(parts.username) if parts.username is not None else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _hide_password(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return value
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+# -- option models --------------------------------------------------------------------------
+
+
+def _protocol_from_yaml(value: Any) -> Any:
+    """YAML reads ``protocol: 5`` as an int; accept it."""
+    return "5" if value == 5 else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class MqttTls(TlsFiles):
+    """TLS settings (used with an ``mqtts://`` broker): ``ca_file``, ``cert_file`` and
+    ``key_file`` as in ``TlsFiles``, and:
+
+    Attributes:
+        insecure: Skip checking the broker's certificate and host name. For tests only.
+    """
+
+    insecure: bool = False
+
+
+class MqttWill(_Model):
+    """The will message the broker publishes if the gateway's connection ends without a
+    clean DISCONNECT (MQTT 5.0 section 3.1.2.5).
+
+    Attributes:
+        topic: Topic name (no wildcards).
+        payload: Text payload, sent UTF-8 encoded.
+        qos: QoS of the will message.
+        retain: Whether the broker retains it.
+    """
+
+    topic: str
+    payload: str = ""
+    qos: QoS = 0
+    retain: bool = False
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return validate_topic(value)
+
+
+class MqttSubscription(_Model):
+    """A subscription of the gateway, listed in YAML.
+
+    Attributes:
+        topic: Topic filter, with ``+``/``#`` wildcards or as ``$share/<group>/<filter>``.
+        qos: Maximum QoS asked of the broker for it.
+    """
+
+    topic: str
+    qos: QoS = 0
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return validate_filter(value)
+
+
+class MqttScopeRule(_Model):
+    """Group topics into one scope: a topic matching ``filter`` gets as scope key its first
+    ``levels`` levels (``{filter: "devices/+/#", levels: 2}``: ``devices/d1/temp`` and
+    ``devices/d1/hum`` share scope ``devices/d1``).
+
+    Attributes:
+        filter: Topic filter the topic must match (no ``$share/``).
+        levels: Number of leading topic levels that make the scope key (at least 1).
+    """
+
+    filter: str
+    levels: int = Field(ge=1)
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        validate_filter(value)
+        if value.startswith("$share/"):
+            raise ValueError(f"scope rule filter {value!r}: match topics, not a $share/ filter")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_fit(self) -> MqttScopeRule:
+        count = len(self.filter.split("/"))
+        if not self.filter.endswith("#") and self.levels > count:
+            raise ValueError(
+                f"scope rule {self.filter!r}: levels={self.levels} but the filter matches "
+                f"topics of {count} levels"
+            )
+        return self
+
+
+class MqttGatewayOptions(GatewayOptions):
+    """YAML options of an MQTT gateway (besides those of ``GatewayOptions``).
+
+    Attributes:
+        broker: ``mqtt://[user[:password]@]host[:port]`` (port 1883), ``mqtts://...`` (TLS,
+            port 8883), ``embedded`` or ``embedded://host:port`` (an in-process amqtt
+            broker, MQTT 3.1.1 only, default ``127.0.0.1:1883``).
+        client_id: MQTT client identifier; default ``asgi-gateway-<name>-<random>``. Set it
+            for a session that outlives a restart (``clean_start: false``).
+        username: User name; overrides the URL's.
+        password: Password; overrides the URL's. Never logged.
+        tls: TLS files and checks; needs an ``mqtts://`` broker.
+        keepalive: Seconds between keep-alive PINGREQs (MQTT 5.0 section 3.1.2.10); 0 disables.
+        protocol: ``"3.1.1"`` or ``"5"`` (YAML ``5`` accepted).
+        clean_start: Start a new session on connect (MQTT 5 Clean Start, MQTT 3.1.1
+            Clean Session).
+        session_expiry: Seconds the broker keeps the session after a disconnect (MQTT 5.0
+            section 3.1.2.11.2, Session Expiry Interval); MQTT 5 only.
+        will: Will message published by the broker if the gateway vanishes.
+        subscriptions: Topic filters to subscribe to, with their QoS.
+        subscribe_routes: Also subscribe to the application's ``topic_filters()``.
+        route_qos: QoS of the subscriptions taken from the application.
+        scopes: Rules grouping topics into scopes; first match wins; otherwise one scope
+            per topic.
+        max_payload: Largest payload in bytes; larger incoming messages are dropped (and
+            counted), larger outgoing ones refused.
+        reconnect: Backoff between connection attempts, in seconds.
+        publish_timeout: Seconds a publish waits for the connection (and its acknowledgement)
+            before failing.
+    """
+
+    # Our messages quote the offending value; pydantic's own would also show the password.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    broker: str = "embedded"
+    client_id: str | None = Field(default=None, min_length=1)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: MqttTls | None = None
+    keepalive: int = Field(default=60, ge=0, le=65_535)
+    protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol_from_yaml)] = "3.1.1"
+    clean_start: bool = True
+    session_expiry: int | None = Field(default=None, ge=0, le=4_294_967_295)
+    will: MqttWill | None = None
+    subscriptions: list[MqttSubscription] = Field(default_factory=list)
+    subscribe_routes: bool = True
+    route_qos: QoS = 0
+    scopes: list[MqttScopeRule] = Field(default_factory=list)
+    max_payload: int = Field(default=MAX_PAYLOAD, ge=0, le=MAX_PAYLOAD)
+    reconnect: Reconnect = Field(default_factory=lambda: Reconnect(initial=0.5, maximum=30.0))
+    publish_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        parse_broker(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttGatewayOptions:
+        address = self.address
+        if address.scheme == "embedded" and self.protocol == "5":
+            raise ValueError(
+                f"broker {self.broker!r}: the embedded broker (amqtt) speaks MQTT 3.1.1 only; "
+                "set protocol: '3.1.1' or use an external broker"
+            )
+        if self.tls is not None and address.scheme != "mqtts":
+            raise ValueError(
+                f"tls is set but broker {address.redacted()!r} is not mqtts://; "
+                "use mqtts://host[:port] for TLS"
+            )
+        if self.session_expiry is not None and self.protocol != "5":
+            raise ValueError(
+                f"session_expiry ({self.session_expiry}) needs protocol '5' "
+                "(MQTT 5.0 section 3.1.2.11.2)"
+            )
+        seen: set[str] = set()
+        for subscription in self.subscriptions:
+            if subscription.topic in seen:
+                raise ValueError(f"subscription {subscription.topic!r} is listed twice")
+            seen.add(subscription.topic)
+        return self
+
+    @property
+    def address(self) -> BrokerAddress:
+        """The parsed ``broker`` URL."""
+        return parse_broker(self.broker)

@@ -1,0 +1,272 @@
+"""Slack payloads to chat events, for ``SlackGateway``: conversations found, names looked
+up and cached, threads remembered, duplicates dropped.
+
+Shapes are Slack's (https://docs.slack.dev/reference/events/message,
+https://docs.slack.dev/interactivity/implementing-slash-commands,
+https://docs.slack.dev/reference/interaction-payloads/block_actions-payload); the events are
+those of ``docs/specs/chat.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from prometheus_client import Counter
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from gateways.slack.events import (
+    DELIVERED_SUBTYPES,
+    BoundedMap,
+    Recent,
+    action_value,
+    attachments,
+    channel_kind,
+    mentions,
+    thread_of,
+)
+from layer.types import ChatConversation, ChatUser
+
+if TYPE_CHECKING:
+    from gateways.slack import SlackGateway
+
+__all__ = ["DUPLICATES", "SlackInbound"]
+
+logger = logging.getLogger("gateways.slack")
+
+DUPLICATES = Counter(
+    "asgi_gateway_slack_duplicates_total",
+    "Slack deliveries handled once and dropped again, by kind (redelivery: the same event_id "
+    "again; mention: a message delivered both as message and app_mention).",
+    ["gateway", "kind"],
+)
+
+#: What a payload names instead of a channel name.
+_NOT_NAMES = frozenset({"directmessage", "privategroup"})
+
+
+class SlackInbound:
+    """The inbound half of a ``SlackGateway``: its memory of recent Slack traffic.
+
+    Args:
+        gateway: The gateway whose ``conversation_for`` and ``dispatch_chat`` it calls.
+
+    Memory is bounded by ``options.dedupe_size`` entries per table: event ids, delivered
+    messages, the thread of recent messages, user and channel names.
+    """
+
+    def __init__(self, gateway: SlackGateway) -> None:
+        self.gateway = gateway
+        size = gateway.options.dedupe_size
+        self._event_ids: Recent[str] = Recent(size)
+        self._messages: Recent[tuple[str, str]] = Recent(size)
+        #: The thread of each recent message (``None``: top level), by (channel, ts).
+        self.threads: BoundedMap[tuple[str, str], str | None] = BoundedMap(size)
+        self._users: BoundedMap[str, tuple[str | None, bool]] = BoundedMap(size)
+        self._channels: BoundedMap[str, str | None] = BoundedMap(size)
+        self._redelivered = DUPLICATES.labels(gateway.name, "redelivery")
+        self._mentioned = DUPLICATES.labels(gateway.name, "mention")
+
+    def first_delivery(self, body: dict[str, Any]) -> bool:
+        """Whether an Events API body is new: False for an ``event_id`` seen lately (a Socket
+        Mode retry, an ``X-Slack-Retry-Num`` request), which is then counted and dropped."""
+        event_id = body.get("event_id")
+        if isinstance(event_id, str) and not self._event_ids.add(event_id):
+            self._redelivered.inc()
+            logger.debug(
+                "Gateway %r: event %s delivered again; handled once", self.gateway.name, event_id
+            )
+            return False
+        return True
+
+    async def handle(self, kind: str, body: dict[str, Any]) -> None:
+        """Dispatch one acknowledged payload: ``kind`` ``"event"`` (an Events API body),
+        ``"command"`` (a slash command's fields) or ``"action"`` (a ``block_actions``)."""
+        if kind == "event":
+            await self._event(body.get("event") or {})
+        elif kind == "command":
+            await self._command(body)
+        else:
+            await self._action(body)
+
+    async def _event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind in ("message", "app_mention"):
+            await self._message(event, mentioned=kind == "app_mention")
+        elif kind in ("reaction_added", "reaction_removed"):
+            await self._reaction(event)
+
+    def _is_own(self, event: dict[str, Any]) -> bool:
+        bot_id = event.get("bot_id")
+        return event.get("user") == self.gateway.bot["id"] or (
+            bot_id is not None and bot_id == self.gateway.bot_id
+        )
+
+    async def _message(self, event: dict[str, Any], *, mentioned: bool) -> None:
+        if event.get("subtype") not in DELIVERED_SUBTYPES or self._is_own(event):
+            return
+        channel, ts = event.get("channel"), event.get("ts")
+        if not isinstance(channel, str) or not isinstance(ts, str):
+            return
+        if not self._messages.add((channel, ts)):
+            self._mentioned.inc()
+            return
+        thread_id = thread_of(event)
+        self.threads.put((channel, ts), thread_id)
+        text = str(event.get("text") or "")
+        user_id = str(event.get("user") or event.get("bot_id") or "")
+        user = await self._user(user_id, is_bot="bot_id" in event)
+        key, conversation = await self._conversation(
+            channel, event.get("channel_type"), thread_id, user_id
+        )
+        await self.gateway.dispatch_chat(
+            key,
+            conversation,
+            {
+                "type": "chat.message",
+                "id": ts,
+                "text": text,
+                "user": user,
+                "thread_id": thread_id,
+                "mentions_bot": mentioned or mentions(text, self.gateway.bot["id"]),
+                "attachments": attachments(event.get("files")),
+                "raw": event,
+            },
+        )
+
+    async def _reaction(self, event: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        user_id = str(event.get("user") or "")
+        if item.get("type") != "message" or user_id == self.gateway.bot["id"]:
+            return
+        channel, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
+        # A reaction names its message only: its thread is known for messages seen lately.
+        thread_id = self.threads.get((channel, ts))
+        key, conversation = await self._conversation(channel, None, thread_id, user_id)
+        await self.gateway.dispatch_chat(
+            key,
+            conversation,
+            {
+                "type": "chat.reaction",
+                "message_id": ts,
+                "reaction": str(event.get("reaction") or ""),
+                "added": event.get("type") == "reaction_added",
+                "user": await self._user(user_id),
+                "raw": event,
+            },
+        )
+
+    async def _command(self, body: dict[str, Any]) -> None:
+        channel, user_id = str(body.get("channel_id") or ""), str(body.get("user_id") or "")
+        channel_name = body.get("channel_name")
+        channel_type = "im" if channel_name == "directmessage" else None
+        hint = channel_name if channel_name not in _NOT_NAMES else None
+        key, conversation = await self._conversation(channel, channel_type, None, user_id, hint)
+        await self.gateway.dispatch_chat(
+            key,
+            conversation,
+            {
+                "type": "chat.command",
+                "command": str(body.get("command") or ""),
+                "text": str(body.get("text") or ""),
+                "user": await self._user(user_id, hint=body.get("user_name")),
+                "raw": _without_token(body),
+            },
+        )
+
+    async def _action(self, body: dict[str, Any]) -> None:
+        container = body.get("container") or {}
+        posted = body.get("message") or {}
+        channel_info = body.get("channel") or {}
+        channel = str(channel_info.get("id") or container.get("channel_id") or "")
+        if not channel:
+            logger.debug(
+                "Gateway %r: a block action outside a conversation, ignored", self.gateway.name
+            )
+            return
+        user_info = body.get("user") or {}
+        user_id = str(user_info.get("id") or "")
+        message_id = container.get("message_ts") or posted.get("ts")
+        thread_id = thread_of(posted) if posted else None
+        hint = channel_info.get("name")
+        key, conversation = await self._conversation(
+            channel, None, thread_id, user_id, hint if hint not in _NOT_NAMES else None
+        )
+        user = await self._user(user_id, hint=user_info.get("username") or user_info.get("name"))
+        raw = _without_token(body)
+        for action in body.get("actions") or []:
+            await self.gateway.dispatch_chat(
+                key,
+                conversation,
+                {
+                    "type": "chat.action",
+                    "action_id": str(action.get("action_id") or ""),
+                    "value": action_value(action),
+                    "message_id": message_id,
+                    "user": user,
+                    "raw": raw,
+                },
+            )
+
+    async def _conversation(
+        self,
+        channel: str,
+        channel_type: str | None,
+        thread_id: str | None,
+        user_id: str,
+        name_hint: str | None = None,
+    ) -> tuple[str, ChatConversation]:
+        kind = channel_kind(channel, channel_type)
+        name = None if kind == "direct" else await self._channel_name(channel, name_hint)
+        return self.gateway.conversation_for(
+            channel_id=channel, kind=kind, name=name, thread_id=thread_id, user_id=user_id
+        )
+
+    async def _channel_name(self, channel: str, hint: str | None) -> str | None:
+        if channel in self._channels:
+            return self._channels.get(channel)
+        name = hint
+        if name is None and self.gateway.options.resolve_names:
+            info = await self._lookup("conversations.info", channel=channel)
+            if info is not None:
+                found = (info.get("channel") or {}).get("name")
+                name = str(found) if found else None
+        self._channels.put(channel, name)
+        return name
+
+    async def _user(self, user_id: str, *, is_bot: bool = False, hint: Any = None) -> ChatUser:
+        cached = self._users.get(user_id)
+        if cached is None:
+            name = str(hint) if hint else None
+            # Bot ids (B...) are not users; users.info knows user ids only.
+            if self.gateway.options.resolve_names and user_id and not user_id.startswith("B"):
+                info = await self._lookup("users.info", user=user_id)
+                found: dict[str, Any] = (info.get("user") if info is not None else None) or {}
+                profile = found.get("profile") or {}
+                name = (
+                    profile.get("display_name")
+                    or found.get("real_name")
+                    or found.get("name")
+                    or name
+                )
+                is_bot = is_bot or bool(found.get("is_bot"))
+            cached = (name, is_bot)
+            self._users.put(user_id, cached)
+        return {"id": user_id, "name": cached[0], "is_bot": cached[1]}
+
+    async def _lookup(self, method: str, **args: str) -> AsyncSlackResponse | None:
+        """A Web API lookup whose failure only costs a name (logged at debug level)."""
+        try:
+            return await self.gateway.require_client().api_call(
+                method, http_verb="GET", params=args
+            )
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            logger.debug("Gateway %r: %s %s failed: %r", self.gateway.name, method, args, exc)
+            return None
+
+
+def _without_token(body: dict[str, Any]) -> dict[str, Any]:
+    """A payload without its (deprecated) verification token."""
+    return {key: value for key, value in body.items() if key != "token"}

@@ -1,0 +1,61 @@
+"""Test kits for your own tests of gateways, bots and device code, as ours use them.
+
+Real servers on free loopback ports, each a ``ServerProcess`` (``start``, ``stop``, ``kill``,
+``pause``, ``restart`` on the same port, ``async with X.started()``):
+
+- ``Mosquitto``: an MQTT broker (Debian package ``mosquitto``);
+- ``RedisServer``: a ``redis-server`` for the Redis channel layer (``redis-server``);
+- ``Ngircd``: an IRC server, optionally with TLS (``ngircd``).
+
+A wire test server, for a platform that cannot be reached from a test:
+
+- ``SlackTestServer``: Slack's Web API, Socket Mode and signed Events API requests, for
+  slack-bolt and slack_sdk unchanged (needs the ``slack`` extra); payload builders in
+  ``gateways.testing.slack_payloads``.
+
+And the conformance kit every adapter should pass, ``GatewayConformance`` with its
+``ConformanceHarness`` (needs pytest and pytest-asyncio). ``docs/adapters.md`` shows each.
+``SlackTestServer`` and the kit are imported on first use, so ``import gateways.testing``
+needs neither aiohttp nor pytest.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from gateways.testing.mosquitto import Mosquitto
+from gateways.testing.ngircd import Ngircd
+from gateways.testing.processes import ServerProcess, accepts, find_binary, free_port
+from gateways.testing.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+    from gateways.testing.slack_server import SlackTestServer
+
+__all__ = [
+    "ConformanceHarness",
+    "GatewayConformance",
+    "Mosquitto",
+    "Ngircd",
+    "RedisServer",
+    "ServerProcess",
+    "SlackTestServer",
+    "accepts",
+    "find_binary",
+    "free_port",
+]
+
+#: Names imported on first use, and the module that holds each.
+_LAZY = {
+    "ConformanceHarness": "gateways.testing.conformance",
+    "GatewayConformance": "gateways.testing.conformance",
+    "SlackTestServer": "gateways.testing.slack_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the Slack test server and the conformance kit on first use."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
