@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client import REGISTRY, Counter
 from pydantic import BaseModel, ValidationError
 
 from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
-from consumers.topics import validate_topic_filter, validate_topic_name
+from layer.topics import InvalidTopic, validate_topic_filter, validate_topic_name
 
 if TYPE_CHECKING:
     from layer.types import (
@@ -36,6 +37,14 @@ INVALID_PAYLOADS = Counter(
 
 #: Most bytes of a payload quoted in a log line.
 PAYLOAD_PREVIEW_BYTES = 200
+
+
+def _as_consumer_error(rule: Callable[[str], str], value: str) -> None:
+    """Apply a rule of ``layer.topics``, failing with ``ConsumerError`` as consumers do."""
+    try:
+        rule(value)
+    except InvalidTopic as exc:
+        raise ConsumerError(str(exc)) from None
 
 
 def _check_qos(qos: object) -> None:
@@ -99,7 +108,7 @@ class MqttConsumer(AsyncConsumer):
             ConsumerError: A bad topic name or QoS (a ``ValueError``).
             TypeError: The payload is neither bytes nor str.
         """
-        validate_topic_name(topic)
+        _as_consumer_error(validate_topic_name, topic)
         _check_qos(qos)
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
@@ -124,7 +133,7 @@ class MqttConsumer(AsyncConsumer):
         Raises:
             ConsumerError: A bad topic filter or QoS (a ``ValueError``).
         """
-        validate_topic_filter(topic)
+        _as_consumer_error(validate_topic_filter, topic)
         _check_qos(qos)
         await self.send({"type": "mqtt.subscribe", "topic": topic, "qos": qos})
 
@@ -134,7 +143,7 @@ class MqttConsumer(AsyncConsumer):
         Raises:
             ConsumerError: A bad topic filter (a ``ValueError``).
         """
-        validate_topic_filter(topic)
+        _as_consumer_error(validate_topic_filter, topic)
         await self.send({"type": "mqtt.unsubscribe", "topic": topic})
 
     async def close(self) -> None:

@@ -9,6 +9,10 @@ A pattern is an MQTT topic filter (MQTT 5.0 section 4.7) whose levels may also b
 
 Each pattern compiles, in the manner of Starlette's ``compile_path``, to the topic filter to
 subscribe to at the broker, a regular expression matching topic names, and the capture names.
+
+The rules of topic names and filters themselves are in ``layer.topics``, their one home;
+``validate_topic_filter`` and ``validate_topic_name`` are re-exported here (they raise
+``layer.topics.InvalidTopic``, a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import re
 from dataclasses import dataclass
 
 from consumers.base import ConsumerError
+from layer.topics import (
+    InvalidTopic,
+    validate_topic_filter,
+    validate_topic_name,
+    validate_utf8_string,
+)
 
 __all__ = ["CompiledTopic", "compile_topic", "validate_topic_filter", "validate_topic_name"]
-
-#: Longest UTF-8 string MQTT can carry, in bytes (MQTT 5.0 section 1.5.4).
-MAX_TOPIC_BYTES = 65535
 
 _CAPTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WILDCARDS = frozenset("+#")
@@ -64,17 +71,10 @@ class CompiledTopic:
 
 
 def _check_string(kind: str, value: str) -> None:
-    if not isinstance(value, str):
-        raise ConsumerError(f"{kind} must be a str, got {value!r}")
-    if not value:
-        raise ConsumerError(f"{kind} {value!r} is empty (MQTT 5.0 section 4.7.3)")
-    if "\x00" in value:
-        raise ConsumerError(f"{kind} {value!r} contains a NUL character (MQTT 5.0 section 1.5.4)")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
-        raise ConsumerError(
-            f"{kind} {value[:50]!r}... is longer than {MAX_TOPIC_BYTES} bytes "
-            "(MQTT 5.0 section 1.5.4)"
-        )
+    try:
+        validate_utf8_string(kind, value)
+    except InvalidTopic as exc:
+        raise ConsumerError(str(exc)) from None
 
 
 def compile_topic(pattern: str) -> CompiledTopic:
@@ -187,43 +187,3 @@ def compose(outer: CompiledTopic, inner: CompiledTopic) -> CompiledTopic:
         )
     prefix = outer.pattern.split("/")[:-1]
     return compile_topic("/".join([*prefix, inner.pattern]))
-
-
-def validate_topic_filter(topic_filter: str) -> None:
-    """Check a topic filter to subscribe to (MQTT 5.0 section 4.7.1).
-
-    Braces are literal text here. Shared subscriptions (``$share/group/filter``, section
-    4.8.2) pass.
-
-    Raises:
-        ConsumerError: Empty, a NUL character, longer than 65535 bytes, ``#`` not last, or a
-            wildcard mixed with other text in a level.
-    """
-    _check_string("topic filter", topic_filter)
-    levels = topic_filter.split("/")
-    for index, level in enumerate(levels):
-        if _WILDCARDS.intersection(level) and level not in _WILDCARDS:
-            raise ConsumerError(
-                f"topic filter {topic_filter!r}: level {level!r} mixes a wildcard with other "
-                "text (MQTT 5.0 section 4.7.1)"
-            )
-        if level == "#" and index != len(levels) - 1:
-            raise ConsumerError(
-                f"topic filter {topic_filter!r}: '#' must be the last level "
-                "(MQTT 5.0 section 4.7.1.2)"
-            )
-
-
-def validate_topic_name(topic: str) -> None:
-    """Check a topic name to publish to (MQTT 5.0 sections 3.3.2.1 and 4.7.3).
-
-    Raises:
-        ConsumerError: Empty, a NUL character, longer than 65535 bytes, or a wildcard
-            (``+`` or ``#``).
-    """
-    _check_string("topic name", topic)
-    if _WILDCARDS.intersection(topic):
-        raise ConsumerError(
-            f"topic name {topic!r} contains a wildcard; publish to a topic name, not a filter "
-            "(MQTT 5.0 section 3.3.2.1)"
-        )

@@ -13,8 +13,9 @@ from typing import NamedTuple
 from paho.mqtt.properties import Properties
 
 from gateways.base import GatewayError
-from gateways.mqtt.options import MqttGatewayOptions, validate_filter, validate_topic
+from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import properties_out
+from layer.topics import validate_topic_filter, validate_topic_name
 from layer.types import Message
 
 __all__ = ["Publish", "parse_filter", "parse_publish", "parse_subscribe"]
@@ -57,7 +58,7 @@ def parse_publish(message: Message, gateway: str, options: MqttGatewayOptions) -
     if not isinstance(topic, str):
         raise GatewayError(f"mqtt.publish needs a str topic, got {topic!r}")
     try:
-        validate_topic(topic)
+        validate_topic_name(topic)
     except ValueError as exc:
         raise GatewayError(f"mqtt.publish: {exc}") from None
     if isinstance(payload, str):
@@ -113,6 +114,6 @@ def parse_filter(message: Message) -> str:
     if not isinstance(topic_filter, str):
         raise GatewayError(f"{message.get('type')} needs a str topic, got {topic_filter!r}")
     try:
-        return validate_filter(topic_filter)
+        return validate_topic_filter(topic_filter)
     except ValueError as exc:
         raise GatewayError(f"{message.get('type')}: {exc}") from None

@@ -1,8 +1,7 @@
-"""Options of the MQTT gateway (its YAML keys), and the MQTT topic rules they rely on.
+"""Options of the MQTT gateway (its YAML keys).
 
-Topic names and topic filters follow MQTT 5.0 section 4.7 (wildcards) and section 4.8.2
-(shared subscriptions, ``$share/<group>/<filter>``); the same rules hold in MQTT 3.1.1
-section 4.7.
+Topic names and topic filters are checked by ``layer.topics``, the one home of the MQTT
+topic rules (MQTT 5.0 sections 4.7 and 4.8.2), which routing and consumers use too.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from pydantic import (
 
 from gateways.base import GatewayOptions
 from gateways.options import Reconnect, TlsFiles
+from layer.topics import split_shared, validate_topic_filter, validate_topic_name
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -32,113 +32,15 @@ __all__ = [
     "MqttSubscription",
     "MqttTls",
     "MqttWill",
-    "filter_matches",
     "parse_broker",
-    "validate_filter",
-    "validate_topic",
 ]
 
 #: The largest payload MQTT can carry, in bytes (the Remaining Length limit, MQTT 5.0
 #: section 1.5.5 and 2.1.4).
 MAX_PAYLOAD = 268_435_455
-_MAX_TOPIC_BYTES = 65_535
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "embedded": 1883}
 
 QoS = Literal[0, 1, 2]
-
-
-# -- topics and topic filters ---------------------------------------------------------------
-
-
-def _check_text(value: str, what: str) -> None:
-    if not value:
-        raise ValueError(f"{what} must not be empty")
-    if "\x00" in value:
-        raise ValueError(f"{what} {value!r} contains U+0000 (MQTT 5.0 section 1.5.4)")
-    if len(value.encode()) > _MAX_TOPIC_BYTES:
-        raise ValueError(f"{what} {value[:40]!r}... is longer than {_MAX_TOPIC_BYTES} bytes")
-
-
-def validate_topic(value: str) -> str:
-    """Check a topic name one can publish to (MQTT 5.0 section 4.7.3).
-
-    Args:
-        value: The topic name, e.g. ``"devices/d1/state"``.
-
-    Returns:
-        ``value`` unchanged.
-
-    Raises:
-        ValueError: Empty, too long, or holding a wildcard (``+`` or ``#``).
-    """
-    _check_text(value, "topic")
-    if "+" in value or "#" in value:
-        raise ValueError(f"topic {value!r} contains a wildcard (+ or #); publish to a topic name")
-    return value
-
-
-def validate_filter(value: str) -> str:
-    """Check a topic filter one can subscribe to (MQTT 5.0 sections 4.7.1 and 4.8.2).
-
-    ``#`` must be the last level and alone in it, ``+`` alone in its level; a shared
-    subscription ``$share/<group>/<filter>`` needs a group name without wildcards or ``/``
-    and a filter.
-
-    Args:
-        value: The topic filter, e.g. ``"devices/+/state"`` or ``"$share/g/devices/#"``.
-
-    Returns:
-        ``value`` unchanged.
-
-    Raises:
-        ValueError: The filter breaks one of those rules; the message quotes it.
-    """
-    _check_text(value, "topic filter")
-    inner = value
-    if value.startswith("$share/") or value == "$share":
-        parts = value.split("/", 2)
-        if len(parts) < 3 or not parts[1] or not parts[2]:
-            raise ValueError(
-                f"shared subscription {value!r} needs a group name and a filter: "
-                "$share/<group>/<filter> (MQTT 5.0 section 4.8.2)"
-            )
-        if "+" in parts[1] or "#" in parts[1]:
-            raise ValueError(f"shared subscription {value!r}: the group name has a wildcard")
-        inner = parts[2]
-    levels = inner.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            raise ValueError(
-                f"topic filter {value!r}: '#' must be alone in the last level "
-                "(MQTT 5.0 section 4.7.1.2)"
-            )
-        if "+" in level and level != "+":
-            raise ValueError(
-                f"topic filter {value!r}: '+' must be alone in its level (MQTT 5.0 section 4.7.1.3)"
-            )
-    return value
-
-
-def filter_matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic`` matches ``topic_filter`` (MQTT 5.0 section 4.7).
-
-    A shared subscription matches as its inner filter. A filter starting with a wildcard
-    does not match a topic starting with ``$`` (section 4.7.2). ``a/#`` matches ``a``.
-    """
-    if topic_filter.startswith("$share/"):
-        topic_filter = topic_filter.split("/", 2)[2]
-    if topic_filter == topic:
-        return True
-    wanted = topic_filter.split("/")
-    if topic.startswith("$") and wanted[0] in ("+", "#"):
-        return False
-    levels = topic.split("/")
-    for index, level in enumerate(wanted):
-        if level == "#":
-            return True
-        if index >= len(levels) or (level != "+" and level != levels[index]):
-            return False
-    return len(wanted) == len(levels)
 
 
 # -- the broker URL -------------------------------------------------------------------------
@@ -256,7 +158,7 @@ class MqttWill(_Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, value: str) -> str:
-        return validate_topic(value)
+        return validate_topic_name(value)
 
 
 class MqttSubscription(_Model):
@@ -273,7 +175,7 @@ class MqttSubscription(_Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, value: str) -> str:
-        return validate_filter(value)
+        return validate_topic_filter(value)
 
 
 class MqttScopeRule(_Model):
@@ -292,8 +194,8 @@ class MqttScopeRule(_Model):
     @field_validator("filter")
     @classmethod
     def _filter(cls, value: str) -> str:
-        validate_filter(value)
-        if value.startswith("$share/"):
+        validate_topic_filter(value)
+        if split_shared(value).group is not None:
             raise ValueError(f"scope rule filter {value!r}: match topics, not a $share/ filter")
         return value
 

@@ -23,8 +23,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateways.base import GatewayError, ScopeInstance
-from gateways.mqtt.options import MqttGatewayOptions, filter_matches, validate_filter
+from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import subscribe_properties
+from layer.topics import filter_matches, validate_topic_filter
 
 __all__ = ["SubscriptionTable"]
 
@@ -109,7 +110,7 @@ class SubscriptionTable:
         filters = list(topic_filters())
         for topic_filter in filters:
             try:
-                validate_filter(topic_filter)
+                validate_topic_filter(topic_filter)
             except (TypeError, ValueError) as exc:
                 raise GatewayError(
                     f"gateway {self._gateway!r}: the application's topic_filters() gave "

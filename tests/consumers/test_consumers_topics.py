@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from consumers import ConsumerError, compile_topic
-from consumers.topics import validate_topic_filter, validate_topic_name
 
 
 @pytest.mark.parametrize(
@@ -116,20 +115,3 @@ def test_invalid_patterns_are_refused(pattern: str, words: list[str]) -> None:
 def test_non_str_pattern_is_refused() -> None:
     with pytest.raises(ValueError, match="must be a str"):
         compile_topic(b"a/b")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("topic_filter", ["a/b", "+", "#", "a/+/#", "$share/g/a/+", "a/{x}"])
-def test_valid_topic_filters(topic_filter: str) -> None:
-    validate_topic_filter(topic_filter)
-
-
-@pytest.mark.parametrize("topic_filter", ["", "a/#/b", "a+", "#a", "a/b\x00"])
-def test_invalid_topic_filters(topic_filter: str) -> None:
-    with pytest.raises(ValueError, match="topic filter"):
-        validate_topic_filter(topic_filter)
-
-
-@pytest.mark.parametrize("topic", ["", "a/+", "#", "a\x00", "x" * 65536])
-def test_invalid_topic_names(topic: str) -> None:
-    with pytest.raises(ValueError, match="topic name"):
-        validate_topic_name(topic)
