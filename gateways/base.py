@@ -43,6 +43,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from config import OptionsModel
+from layer import ChannelLayer
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
 __all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
@@ -135,6 +136,17 @@ class ScopeInstance:
     def __repr__(self) -> str:
         return f"<ScopeInstance gateway={self.gateway.name!r} key={self.key!r}>"
 
+    @property
+    def started_task(self) -> asyncio.Task[None]:
+        """The task running the application instance (``open_scope`` starts it).
+
+        Raises:
+            GatewayError: The instance was not started.
+        """
+        if self.task is None:
+            raise GatewayError(f"scope {self.key!r} of gateway {self.gateway.name!r} not started")
+        return self.task
+
     def __call__(self) -> asyncio.Future[Message]:
         """The ASGI ``receive``: see ``receive``."""
         return self.receive()
@@ -198,8 +210,9 @@ class ScopeInstance:
 
     # -- the gateway's side ------------------------------------------------------------
 
-    def _deliver(self, event: Message) -> bool:
-        """Hand ``event`` to a waiting ``receive()`` or queue it; False when the queue is full."""
+    def _deliver(self, event: Message, *, bounded: bool = True) -> bool:
+        """Hand ``event`` to a waiting ``receive()`` or queue it; False when the queue is full
+        (``max_queued_events``) and ``bounded``."""
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -209,7 +222,7 @@ class ScopeInstance:
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
-        elif len(queue) >= self.gateway.options.max_queued_events:
+        elif bounded and len(queue) >= self.gateway.options.max_queued_events:
             return False
         queue.append(event)
         return True
@@ -227,9 +240,7 @@ class ScopeInstance:
         """Queue ``event`` now, past ``max_queued_events`` if need be: for an event that must
         arrive and was already taken from the transport (the disconnect event; a message a
         worker took from the channel layer)."""
-        if not self._deliver(event):
-            assert self._queue is not None  # _deliver only refuses when the queue is full
-            self._queue.append(event)
+        self._deliver(event, bounded=False)
 
     def take_unread(self) -> list[Message]:
         """Remove and return the events queued for the application but not received yet,
@@ -269,7 +280,7 @@ class Gateway(abc.ABC):
         application: ASGIApp,
         options: GatewayOptions,
         *,
-        channel_layer: Any | None = None,
+        channel_layer: ChannelLayer | None = None,
     ) -> None:
         if not isinstance(options, self.options_model):
             raise GatewayError(

@@ -19,13 +19,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from config import Config, ConfigError
 from gateways.base import Gateway, GatewayError
 from gateways.registry import resolve_gateway
 from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
-from layer import build_layer
+from layer import ChannelLayer, build_layer
 from layer.types import ASGIApp
 
 __all__ = ["Daemon"]
@@ -50,7 +49,7 @@ class Daemon:
         application: ASGIApp,
         gateways: list[Gateway],
         *,
-        channel_layer: Any | None = None,
+        channel_layer: ChannelLayer | None = None,
         shutdown_timeout: float = 10.0,
         workers: Sequence[Gateway] = (),
     ) -> None:
@@ -163,7 +162,7 @@ class Daemon:
             GatewayError: A gateway failed to start or failed for good while serving; the
                 others were stopped gracefully first.
         """
-        self._stop = asyncio.Event()
+        self._stop = stop = asyncio.Event()
         started: list[Gateway] = []
         failure: BaseException | None = None
         with self._signals(handle_signals):
@@ -172,7 +171,7 @@ class Daemon:
                     await gateway.start()
                     started.append(gateway)
                     logger.info("Gateway %r (%s) started", gateway.name, gateway.protocol)
-                failure = await self._wait_for_stop_or_failure(started)
+                failure = await _wait_for_stop_or_failure(stop, started)
             except GatewayError as exc:
                 failure = exc
             finally:
@@ -189,22 +188,6 @@ class Daemon:
                 logger.info("Stopped")
         if failure is not None:
             raise GatewayError(str(failure)) from failure
-
-    async def _wait_for_stop_or_failure(self, gateways: list[Gateway]) -> BaseException | None:
-        assert self._stop is not None
-        stop = asyncio.ensure_future(self._stop.wait())
-        failures = [asyncio.ensure_future(g.wait_failed()) for g in gateways]
-        try:
-            done, _ = await asyncio.wait([stop, *failures], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in [stop, *failures]:
-                waiter.cancel()
-        for waiter in failures:
-            if waiter in done and not waiter.cancelled() and waiter.exception() is not None:
-                name = gateways[failures.index(waiter)].name
-                logger.error("Gateway %r failed: %s", name, waiter.exception())
-                return waiter.exception()
-        return None
 
     @contextlib.contextmanager
     def _signals(self, enabled: bool) -> Iterator[None]:
@@ -234,7 +217,7 @@ class Daemon:
                 loop.remove_signal_handler(signum)
 
 
-def _application_and_layer(config: Config) -> tuple[ASGIApp, Any]:
+def _application_and_layer(config: Config) -> tuple[ASGIApp, ChannelLayer]:
     application = config.import_object(("application",))
     if not callable(application):
         raise config.error_at(
@@ -247,7 +230,7 @@ def _application_and_layer(config: Config) -> tuple[ASGIApp, Any]:
     return application, channel_layer
 
 
-async def _close_layer(channel_layer: Any) -> None:
+async def _close_layer(channel_layer: ChannelLayer | None) -> None:
     """Close the layer: ``close()`` (ours), or ``close_pools()`` (channels_redis)."""
     close = getattr(channel_layer, "close", None) or getattr(channel_layer, "close_pools", None)
     if close is None:
@@ -256,3 +239,21 @@ async def _close_layer(channel_layer: Any) -> None:
         await close()
     except Exception:
         logger.exception("Closing the channel layer failed")
+
+
+async def _wait_for_stop_or_failure(
+    stop_event: asyncio.Event, gateways: list[Gateway]
+) -> BaseException | None:
+    stop = asyncio.ensure_future(stop_event.wait())
+    failures = [asyncio.ensure_future(g.wait_failed()) for g in gateways]
+    try:
+        done, _ = await asyncio.wait([stop, *failures], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in [stop, *failures]:
+            waiter.cancel()
+    for waiter in failures:
+        if waiter in done and not waiter.cancelled() and waiter.exception() is not None:
+            name = gateways[failures.index(waiter)].name
+            logger.error("Gateway %r failed: %s", name, waiter.exception())
+            return waiter.exception()
+    return None

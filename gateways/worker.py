@@ -36,7 +36,7 @@ from pydantic import Field, field_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from gateways.base import EVENTS_DROPPED, Gateway, GatewayError, GatewayOptions, ScopeInstance
-from layer import InvalidName, require_valid_channel_name
+from layer import ChannelLayer, InvalidName, require_valid_channel_name
 from layer.types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -160,7 +160,7 @@ class Worker(Gateway):
         application: ASGIApp,
         channels: Iterable[str],
         *,
-        channel_layer: Any,
+        channel_layer: ChannelLayer | None,
         options: GatewayOptions | None = None,
         name: str = WORKER_NAME,
     ) -> None:
@@ -169,7 +169,7 @@ class Worker(Gateway):
         super().__init__(name, application, options or WorkerOptions(), channel_layer=channel_layer)
         self.channels = check_channel_names(channels)
         self.connect_event = None  # as in Channels, a worker's first event is its first message
-        self._layer: Any = channel_layer
+        self._layer: ChannelLayer = channel_layer
         self._listeners: list[asyncio.Task[None]] = []
 
     def __repr__(self) -> str:
@@ -220,8 +220,7 @@ class Worker(Gateway):
         """Start the instance of channel ``key`` (with no connect event: ``connect_event`` is
         ``None``), and watch for its end to hand what it left unread to a fresh one."""
         instance = super().open_scope(key, scope, pinned=pinned)
-        assert instance.task is not None  # set by open_scope
-        instance.task.add_done_callback(functools.partial(self._instance_ended, instance))
+        instance.started_task.add_done_callback(functools.partial(self._instance_ended, instance))
         return instance
 
     # -- receiving and handing over ----------------------------------------------------
@@ -246,7 +245,7 @@ class Worker(Gateway):
 
     async def _receive(self, channel: str) -> Message:
         try:
-            return await self._layer.receive(channel)  # type: ignore[no-any-return]
+            return await self._layer.receive(channel)
         except Exception as exc:  # the layer failed (e.g. Redis restarting): retry, forever
             self._log_receive_failure(channel, exc)
         async for attempt in AsyncRetrying(
@@ -259,7 +258,7 @@ class Worker(Gateway):
             before_sleep=functools.partial(self._log_retry, channel),
         ):
             with attempt:
-                return await self._layer.receive(channel)  # type: ignore[no-any-return]
+                return await self._layer.receive(channel)
         raise AssertionError("unreachable: the retry never stops")  # pragma: no cover
 
     def _log_receive_failure(self, channel: str, exc: BaseException) -> None:
@@ -323,8 +322,7 @@ class Worker(Gateway):
                     raise
                 continue
             instance = self._instance_for(channel)
-            task = instance.task
-            assert task is not None  # set by open_scope
+            task = instance.started_task
             try:
                 await instance.put(message)
             except asyncio.CancelledError:
