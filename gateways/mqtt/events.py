@@ -38,7 +38,7 @@ def parse_publish(message: Message, gateway: str, options: MqttGatewayOptions) -
     Args:
         message: The event: ``topic`` (str), ``payload`` (bytes, str encoded as UTF-8, or
             ``None`` for empty), ``qos`` (default 0), ``retain`` (default false),
-            ``properties`` (MQTT 5 only, see ``mqtt_properties.properties_out``).
+            ``properties`` (MQTT 5 only, see ``properties.properties_out``).
         gateway: The gateway's name, for error messages.
         options: The gateway's options (``max_payload``, ``protocol``).
 

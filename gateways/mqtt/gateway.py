@@ -11,10 +11,10 @@ The connection is kept up forever: tenacity retries it with exponential backoff 
 every subscription is made again on reconnect, and live scopes stay live across the
 outage. The scope and events are those of ``docs/specs/mqtt.md`` (``layer/types.py``).
 
-Beside this module: ``mqtt_options`` (YAML options, topic and filter rules),
-``mqtt_subscriptions`` (``SubscriptionTable``: which filters, for whom, on the broker),
-``mqtt_events`` (checking the events an application sends), ``mqtt_properties`` (MQTT 5
-properties) and ``mqtt_client`` (building the aiomqtt client).
+Beside this module, in ``gateways.mqtt``: ``options`` (YAML options), ``subscriptions``
+(``SubscriptionTable``: which filters, for whom, on the broker), ``events`` (checking the
+events an application sends), ``properties`` (MQTT 5 properties) and ``client`` (building
+the aiomqtt client). Topic rules are ``layer.topics``.
 """
 
 from __future__ import annotations

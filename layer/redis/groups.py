@@ -1,6 +1,6 @@
 """The groups extension of the Redis channel layer, and memberships put back after a restart.
 
-A group is channels_redis' sorted set ``prefix + ":group:" + name`` (``redis_codec``), on the
+A group is channels_redis' sorted set ``prefix + ":group:" + name`` (``codec``), on the
 shard of the group's name, of channel names scored by the time of their latest
 ``group_add``. ``Groups`` runs ``group_add``, ``group_discard`` and ``group_send`` for a
 ``RedisChannelLayer`` and remembers the memberships this process added: when a shard's

@@ -58,7 +58,7 @@ class LoopState:
         self.pumps: dict[tuple[str, int], Pump] = {}
 
     def count_drop(self, reason: str, count: int) -> None:
-        """Count messages dropped for ``reason`` (see ``redis_stats.count_dropped``)."""
+        """Count messages dropped for ``reason`` (see ``stats.count_dropped``)."""
         count_dropped(self.layer.stats, reason, count)
 
     def count_full(self, channel: str) -> None:

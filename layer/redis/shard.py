@@ -154,7 +154,7 @@ class Shard:
 
     Args:
         index: The shard's position in ``hosts``.
-        host: Its connection options (``redis_hosts.decode_hosts``).
+        host: Its connection options (``hosts.decode_hosts``).
         common_args: The script's first three arguments: expiry (seconds), a channel key's
             ttl (milliseconds), a group key's ttl (seconds).
         retry_timeout: Seconds an operation is retried over connection errors.
