@@ -19,17 +19,15 @@ gateways and the conversations' consumers until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sys
-from collections import OrderedDict
-from typing import Any, ClassVar, NamedTuple, TextIO
+from typing import Any, ClassVar, TextIO
 
 from pydantic import field_validator
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway, ChatGatewayOptions
-from gateways.console.lines import CONTROL_LINES, WORD, handle_line
+from gateways.console.lines import CONTROL_LINES, WORD, MessageLog, handle_line
 from gateways.console.stdin import ConsoleStdin
 from layer.types import ASGIApp, ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent
 
@@ -85,15 +83,6 @@ class ConsoleGatewayOptions(ChatGatewayOptions):
         return value
 
 
-class _Message(NamedTuple):
-    """Where a message was said, and what, for ``:thread``, ``:react`` and ``:history``."""
-
-    channel: str
-    thread: str | None
-    who: str
-    text: str
-
-
 class ConsoleGateway(ChatGateway):
     """Chat from the terminal: standard input is a simulated user, standard output the chat.
 
@@ -139,9 +128,8 @@ class ConsoleGateway(ChatGateway):
         self._stdin = stdin
         self._stdout = stdout
         self._interactive = interactive
-        self._ids = itertools.count(1)
-        #: Everyone's recent messages by id (``console_lines`` reads them, ``_remember`` adds).
-        self._messages: OrderedDict[str, _Message] = OrderedDict()
+        #: Everyone's recent messages, the bot's included, by id (``"1"``, ``"2"``...).
+        self.messages = MessageLog(_REMEMBERED)
         self._reader: asyncio.Task[None] | None = None
         #: The process's standard input, when no ``stdin`` was given.
         self._own_stdin: ConsoleStdin | None = None
@@ -151,6 +139,11 @@ class ConsoleGateway(ChatGateway):
         self._prompt_shown = False
 
     # -- where we are ------------------------------------------------------------------
+
+    @property
+    def bot_name(self) -> str:
+        """The bot's name (and id): ``options.bot_name``."""
+        return self.options.bot_name
 
     @property
     def channel_id(self) -> str:
@@ -262,13 +255,6 @@ class ConsoleGateway(ChatGateway):
         """
         await handle_line(self, line)
 
-    def _remember(self, channel: str, thread: str | None, who: str, text: str) -> str:
-        message_id = str(next(self._ids))
-        self._messages[message_id] = _Message(channel, thread, who, text)
-        if len(self._messages) > _REMEMBERED:
-            self._messages.popitem(last=False)
-        return message_id
-
     # -- what the application sends ----------------------------------------------------
 
     def _place(self, instance: ScopeInstance, thread: str | None) -> tuple[str, str]:
@@ -284,14 +270,14 @@ class ConsoleGateway(ChatGateway):
         """
         thread = event.get("thread")
         reply_to = event.get("reply_to")
-        if reply_to is not None and reply_to not in self._messages:
+        if reply_to is not None and reply_to not in self.messages:
             raise GatewayError(
                 f"gateway {self.name!r}, scope {instance.key!r}: chat.send reply_to "
                 f"{reply_to!r} is no message of this console"
             )
         channel, where = self._place(instance, thread)
         bot = self.options.bot_name
-        self._remember(channel, thread, bot, event["text"])
+        self.messages.add(channel, thread, bot, event["text"])
         re_ = f" (re {reply_to})" if reply_to is not None else ""
         self.write(f"[{where}] {bot}{re_}: {event['text']}")
 
@@ -301,7 +287,7 @@ class ConsoleGateway(ChatGateway):
         Raises:
             GatewayError: ``message_id`` names no message the console knows.
         """
-        found = self._messages.get(event["message_id"])
+        found = self.messages.get(event["message_id"])
         if found is None:
             raise GatewayError(
                 f"gateway {self.name!r}, scope {instance.key!r}: chat.react message_id "

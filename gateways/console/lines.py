@@ -6,20 +6,23 @@
 ``:text``; the control lines (``CONTROL_LINES``) switch the simulated user and conversation,
 react, press a button or inform, answering with ``* `` lines on the console. The events are
 those of ``docs/specs/chat.md``.
+
+The lines act on a ``Console`` (what they use of the gateway, all public) and on its
+``MessageLog``, everyone's recent messages, which the gateway owns and fills too.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Literal, NamedTuple, Protocol
 
+from gateways.containers import BoundedMap
 from layer.types import ChatConversation, ChatUser, Message
 
-if TYPE_CHECKING:
-    from gateways.console import ConsoleGateway
-
-__all__ = ["CONTROL_LINES", "WORD", "handle_line"]
+__all__ = ["CONTROL_LINES", "WORD", "Console", "MessageLog", "Said", "handle_line"]
 
 #: One word: a user's, a channel's or the bot's name.
 WORD = re.compile(r"[\w.-]+")
@@ -41,7 +44,111 @@ CONTROL_LINES = (
 )
 
 
-async def handle_line(gateway: ConsoleGateway, line: str) -> None:
+class Said(NamedTuple):
+    """Where a message was said, by whom, and what: for ``:thread``, ``:react``,
+    ``:history``, and the application's ``reply_to`` and ``chat.react``."""
+
+    #: The conversation's channel id: a channel's name (``general``) or ``@user`` (a DM).
+    channel: str
+    #: The thread it is in (the id of the thread's first message), ``None`` at top level.
+    thread: str | None
+    #: The user's name, or the bot's.
+    who: str
+    text: str
+
+
+class MessageLog:
+    """Everyone's recent messages on the console, the bot's included, by id.
+
+    Ids are ``"1"``, ``"2"``... in the order said; past ``size`` messages the oldest is
+    forgotten (first in, first out: reading a message does not keep it longer).
+
+    Args:
+        size: How many messages are remembered, at least 1.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._ids = itertools.count(1)
+        self._said: BoundedMap[str, Said] = BoundedMap(size)
+
+    def __len__(self) -> int:
+        return len(self._said)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._said
+
+    def add(self, channel: str, thread: str | None, who: str, text: str) -> str:
+        """Remember a message (see ``Said``) under the next id.
+
+        Returns:
+            Its id (``"1"``, ``"2"``...).
+        """
+        message_id = str(next(self._ids))
+        self._said.put(message_id, Said(channel, thread, who, text))
+        return message_id
+
+    def get(self, message_id: str) -> Said | None:
+        """The message of that id, ``None`` for one never said or forgotten."""
+        return self._said.peek(message_id)
+
+    def items(self) -> Iterator[tuple[str, Said]]:
+        """``(id, message)`` of the remembered messages, oldest first."""
+        return self._said.items()
+
+
+class Console(Protocol):
+    """What the lines use of the console gateway (``ConsoleGateway`` is one): the simulated
+    user and where they are (which the control lines change), the messages said, output,
+    and the chat gateway's ``conversation_for`` and ``dispatch_chat``."""
+
+    #: The simulated user.
+    user: str
+    #: The current channel's name, or ``None`` in the user's DM.
+    channel: str | None
+    #: The current thread (the id of its first message), or ``None``.
+    thread: str | None
+
+    @property
+    def channel_id(self) -> str:
+        """The current conversation's channel id: the channel's name, or ``@user``."""
+        ...
+
+    @property
+    def bot_name(self) -> str:
+        """The bot's name (and id)."""
+        ...
+
+    @property
+    def messages(self) -> MessageLog:
+        """Everyone's recent messages."""
+        ...
+
+    def where(self, channel_id: str | None = None, thread: str | None = None) -> str:
+        """``#general``, ``@alice`` or ``#general thread 3``: the current place by default."""
+        ...
+
+    def write(self, line: str) -> None:
+        """Print a line on the console."""
+        ...
+
+    def conversation_for(
+        self,
+        *,
+        channel_id: str,
+        kind: Literal["direct", "group"],
+        name: str | None,
+        thread_id: str | None,
+        user_id: str,
+    ) -> tuple[str, ChatConversation]:
+        """The scope key and conversation of an event (``ChatGateway.conversation_for``)."""
+        ...
+
+    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
+        """Deliver an event to the conversation's instance (``ChatGateway.dispatch_chat``)."""
+        ...
+
+
+async def handle_line(gateway: Console, line: str) -> None:
     """Act on one input line of ``gateway``, as if typed (see the module's list of lines).
 
     Raises:
@@ -70,12 +177,12 @@ async def handle_line(gateway: ConsoleGateway, line: str) -> None:
         await _say(gateway, stripped, line)
 
 
-def _user(gateway: ConsoleGateway) -> ChatUser:
+def _user(gateway: Console) -> ChatUser:
     return {"id": gateway.user, "name": gateway.user, "is_bot": False}
 
 
-def _mentions_bot(gateway: ConsoleGateway, text: str) -> bool:
-    name = re.escape(gateway.options.bot_name)
+def _mentions_bot(gateway: Console, text: str) -> bool:
+    name = re.escape(gateway.bot_name)
     return bool(
         re.search(f"(?<![\\w@])@{name}(?!\\w)", text, re.IGNORECASE)
         or re.match(f"{name}\\s*[:,]", text, re.IGNORECASE)
@@ -83,7 +190,7 @@ def _mentions_bot(gateway: ConsoleGateway, text: str) -> bool:
 
 
 def _conversation(
-    gateway: ConsoleGateway, channel_id: str, thread: str | None
+    gateway: Console, channel_id: str, thread: str | None
 ) -> tuple[str, ChatConversation]:
     direct = channel_id.startswith("@")
     return gateway.conversation_for(
@@ -96,7 +203,7 @@ def _conversation(
 
 
 async def _dispatch_here(
-    gateway: ConsoleGateway, event: Message, channel: str | None = None, thread: str | None = None
+    gateway: Console, event: Message, channel: str | None = None, thread: str | None = None
 ) -> None:
     if channel is None:
         channel, thread = gateway.channel_id, gateway.thread
@@ -104,8 +211,8 @@ async def _dispatch_here(
     await gateway.dispatch_chat(key, conversation, event)
 
 
-async def _say(gateway: ConsoleGateway, text: str, line: str) -> None:
-    message_id = gateway._remember(gateway.channel_id, gateway.thread, gateway.user, text)
+async def _say(gateway: Console, text: str, line: str) -> None:
+    message_id = gateway.messages.add(gateway.channel_id, gateway.thread, gateway.user, text)
     await _dispatch_here(
         gateway,
         {
@@ -121,7 +228,7 @@ async def _say(gateway: ConsoleGateway, text: str, line: str) -> None:
     )
 
 
-async def _control(gateway: ConsoleGateway, words: list[str]) -> None:
+async def _control(gateway: Console, words: list[str]) -> None:
     verb, args = (words[0].lower(), words[1:]) if words else ("", [])
     if verb == "user" and len(args) == 1 and WORD.fullmatch(args[0]):
         if gateway.channel is None:
@@ -168,15 +275,15 @@ async def _control(gateway: ConsoleGateway, words: list[str]) -> None:
     gateway.write(f"* you are {gateway.user} in {gateway.where()}")
 
 
-def _enter_thread(gateway: ConsoleGateway, message_id: str | None) -> None:
+def _enter_thread(gateway: Console, message_id: str | None) -> None:
     here = gateway.channel_id
     if message_id is None:
-        ids = [i for i, m in gateway._messages.items() if m.channel == here and m.thread is None]
+        ids = [i for i, m in gateway.messages.items() if m.channel == here and m.thread is None]
         if not ids:
             gateway.write(f"* no message in {gateway.where(here)} to start a thread under")
             return
         message_id = ids[-1]
-    found = gateway._messages.get(message_id)
+    found = gateway.messages.get(message_id)
     if found is None or found.channel != here:
         gateway.write(f"* no message {message_id} in {gateway.where(here)}; :history lists them")
         return
@@ -184,8 +291,8 @@ def _enter_thread(gateway: ConsoleGateway, message_id: str | None) -> None:
     gateway.write(f"* you are {gateway.user} in {gateway.where()}")
 
 
-async def _react(gateway: ConsoleGateway, message_id: str, reaction: str, *, added: bool) -> None:
-    found = gateway._messages.get(message_id)
+async def _react(gateway: Console, message_id: str, reaction: str, *, added: bool) -> None:
+    found = gateway.messages.get(message_id)
     if found is None or not reaction:
         gateway.write(f"* no message {message_id}; :history lists them")
         return
@@ -204,10 +311,10 @@ async def _react(gateway: ConsoleGateway, message_id: str, reaction: str, *, add
     )
 
 
-def _history(gateway: ConsoleGateway) -> None:
+def _history(gateway: Console) -> None:
     here, thread = gateway.channel_id, gateway.thread
     recent: deque[str] = deque(maxlen=_HISTORY)
-    for message_id, m in gateway._messages.items():
+    for message_id, m in gateway.messages.items():
         if m.channel == here and (m.thread == thread or message_id == thread):
             recent.append(f"{message_id:>4} {m.who}: {m.text}")
     gateway.write(f"* {gateway.where()}:\n" + ("\n".join(recent) or "(no messages)"))

@@ -34,7 +34,6 @@ import asyncio
 import itertools
 import logging
 import ssl
-from collections import OrderedDict
 from typing import Any, ClassVar, Literal, cast
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
@@ -42,6 +41,7 @@ from tenacity.wait import wait_random_exponential
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.containers import BoundedMap
 from gateways.irc.client import IrcConnection
 from gateways.irc.options import IrcGatewayOptions
 from gateways.irc.text import TokenBucket, addresses_nick, parse_ctcp, room_for_text, split_text
@@ -138,7 +138,8 @@ class IrcGateway(ChatGateway):
         self._send_lock = asyncio.Lock()
         self._bucket = TokenBucket(options.flood.burst, options.flood.rate)
         self._ids = itertools.count(1)
-        self._authors: OrderedDict[str, str] = OrderedDict()
+        #: The author's nick of recent messages by id, oldest forgotten first (for ``reply_to``).
+        self._authors: BoundedMap[str, str] = BoundedMap(_REMEMBERED_AUTHORS)
 
     @property
     def connected(self) -> bool:
@@ -396,9 +397,7 @@ class IrcGateway(ChatGateway):
             channel_id=channel_id, kind=kind, name=name, thread_id=None, user_id=user_id
         )
         message_id = str(next(self._ids))
-        self._authors[message_id] = nick
-        if len(self._authors) > _REMEMBERED_AUTHORS:
-            self._authors.popitem(last=False)
+        self._authors.put(message_id, nick)
         event: ChatMessageEvent = {
             "type": "chat.message",
             "id": message_id,
@@ -438,7 +437,7 @@ class IrcGateway(ChatGateway):
         text = event["text"]
         reply_to = event.get("reply_to")
         if reply_to is not None:
-            author = self._authors.get(reply_to)
+            author = self._authors.peek(reply_to)
             if author is not None:
                 text = f"{author}: {text}"
         await self.say(conversation["id"], text)

@@ -1,4 +1,5 @@
-"""Slack payloads in, chat events out: the pure part of the Slack gateway.
+"""Slack payloads in, chat events out: the pure part of the Slack gateway, and ``Threads``,
+the memory of recent messages' threads that its inbound and outbound halves share.
 
 Shapes are Slack's (https://docs.slack.dev/reference/events/message,
 https://docs.slack.dev/reference/interaction-payloads/block_actions-payload); the events
@@ -7,25 +8,20 @@ are those of ``docs/specs/chat.md`` (``layer/types.py``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
+from gateways.containers import BoundedMap
 from layer.types import ChatAttachment
 
 __all__ = [
     "DELIVERED_SUBTYPES",
-    "BoundedMap",
-    "Recent",
+    "Threads",
     "action_value",
     "attachments",
     "channel_kind",
     "mentions",
     "thread_of",
 ]
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 
 #: ``message`` subtypes delivered as ``chat.message``: a plain message (no subtype), one with
 #: files, a thread reply also sent to the channel, a ``/me`` message, another bot's message.
@@ -35,48 +31,38 @@ DELIVERED_SUBTYPES = frozenset(
 )
 
 
-class Recent(Generic[K]):
-    """The last ``size`` keys seen: ``add`` says whether a key is new (bounded memory)."""
+class Threads:
+    """The thread of each recent Slack message, by channel and ``ts``: what a reaction or a
+    ``reply_to`` needs, since Slack names a message by its channel and ``ts`` only.
+
+    The gateway owns it: its inbound half remembers the messages that arrive, its outbound
+    half the ones it posts and asks where a reply goes. Memory: at most ``size`` messages,
+    the least recently used forgotten first (``gateways.containers.BoundedMap``).
+
+    Args:
+        size: How many messages are remembered (``dedupe_size``), at least 1.
+    """
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self._keys: OrderedDict[K, None] = OrderedDict()
+        self._threads: BoundedMap[tuple[str, str], str | None] = BoundedMap(size)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._threads)
 
-    def add(self, key: K) -> bool:
-        """Remember ``key``; False when it was remembered already."""
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return False
-        self._keys[key] = None
-        if len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-        return True
+    def remember(self, channel: str, ts: str, thread: str | None) -> None:
+        """Remember that message ``ts`` of ``channel`` is in ``thread`` (``None``: top level)."""
+        self._threads.put((channel, ts), thread)
 
+    def get(self, channel: str, ts: str) -> str | None:
+        """The thread message ``ts`` of ``channel`` is in: ``None`` for a top-level message or
+        one not seen lately."""
+        return self._threads.get((channel, ts))
 
-class BoundedMap(Generic[K, V]):
-    """A mapping that forgets its least recently used entries past ``size``."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def get(self, key: K) -> V | None:
-        if key not in self._items:
-            return None
-        self._items.move_to_end(key)
-        return self._items[key]
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+    def reply_thread(self, channel: str, ts: str) -> str:
+        """The thread a reply to message ``ts`` goes in: the message's own thread, else the
+        thread the reply starts under it (a thread's ``thread_ts`` is its parent's ``ts``,
+        https://docs.slack.dev/reference/methods/chat.postMessage)."""
+        return self.get(channel, ts) or ts
 
 
 def channel_kind(channel_id: str, channel_type: str | None = None) -> Literal["direct", "group"]:

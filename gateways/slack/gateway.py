@@ -34,9 +34,9 @@ refuses later (revoked while the gateway runs: ``invalid_auth``, ``token_revoked
 daemon stops with exit code 1) and stops Socket Mode, whose client would otherwise retry
 forever; network errors, HTTP 5xx and ``ratelimited`` are retried as before.
 
-Beside this module: ``slack_options`` (YAML options), ``slack_events`` (payloads to events),
-``slack_retry`` (Web API retry handlers, the watch for refused tokens), ``slack_testing``
-(``SlackTestServer``, a local Slack for tests).
+Beside this module: ``options``, ``inbound`` (payloads to events; it uses the gateway as an
+``InboundHost``), ``events`` (parsing; ``Threads``, owned here, shared by both halves) and
+``retry`` (retry handlers, the watch for refused tokens).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.slack.events import Threads
 from gateways.slack.inbound import SlackInbound
 from gateways.slack.options import SlackGatewayOptions, SlackRetry
 from gateways.slack.retry import retry_handlers
@@ -144,8 +145,12 @@ class SlackGateway(ChatGateway):
         #: Why Slack refused a token while serving (what ``fail()`` was given), else ``None``.
         self.refusal: GatewayError | None = None
         self._socket_closing: asyncio.Task[None] | None = None
+        #: The thread of recent messages, received and posted (for reactions and ``reply_to``).
+        self.threads = Threads(options.dedupe_size)
         #: Slack payloads to chat events, with the memory that takes.
-        self.inbound = SlackInbound(self)
+        self.inbound = SlackInbound(
+            self, self.threads, size=options.dedupe_size, resolve_names=options.resolve_names
+        )
 
     @property
     def http_url(self) -> str | None:
@@ -416,7 +421,7 @@ class SlackGateway(ChatGateway):
         thread = event["thread"]
         reply_to = event["reply_to"]
         if thread is None and reply_to is not None:
-            thread = self.inbound.threads.get((channel, reply_to)) or reply_to
+            thread = self.threads.reply_thread(channel, reply_to)
         if thread:
             args["thread_ts"] = thread
         native = event["native"] or {}
@@ -430,7 +435,7 @@ class SlackGateway(ChatGateway):
         response = await self._call(instance, "chat.postMessage", client.chat_postMessage(**args))
         posted = response.get("ts")
         if isinstance(posted, str):
-            self.inbound.threads.put((channel, posted), thread or None)
+            self.threads.remember(channel, posted, thread or None)
 
     async def send_reaction(self, instance: ScopeInstance, event: ChatReactEvent) -> None:
         """``reactions.add`` (or ``reactions.remove``) on a message of the conversation.

@@ -10,29 +10,27 @@ those of ``docs/specs/chat.md``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 import aiohttp
 from prometheus_client import Counter
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from gateways.containers import BoundedMap, Recent
 from gateways.slack.events import (
     DELIVERED_SUBTYPES,
-    BoundedMap,
-    Recent,
+    Threads,
     action_value,
     attachments,
     channel_kind,
     mentions,
     thread_of,
 )
-from layer.types import ChatConversation, ChatUser
+from layer.types import ChatBot, ChatConversation, ChatUser, Message
 
-if TYPE_CHECKING:
-    from gateways.slack import SlackGateway
-
-__all__ = ["DUPLICATES", "SlackInbound"]
+__all__ = ["DUPLICATES", "InboundHost", "SlackInbound"]
 
 logger = logging.getLogger("gateways.slack")
 
@@ -47,27 +45,73 @@ DUPLICATES = Counter(
 _NOT_NAMES = frozenset({"directmessage", "privategroup"})
 
 
+class InboundHost(Protocol):
+    """What ``SlackInbound`` uses of the gateway it works for, all public (``SlackGateway``
+    is one): its name, the bot's identity, the chat gateway's ``conversation_for`` and
+    ``dispatch_chat``, and the Web API client for name lookups."""
+
+    @property
+    def name(self) -> str:
+        """The gateway's name, for logs and metric labels."""
+        ...
+
+    @property
+    def bot(self) -> ChatBot:
+        """The bot user (``auth.test``'s ``user_id`` and ``user``), set at start."""
+        ...
+
+    @property
+    def bot_id(self) -> str | None:
+        """The bot's bot id (``B...``, ``auth.test``'s ``bot_id``), set at start."""
+        ...
+
+    def conversation_for(
+        self,
+        *,
+        channel_id: str,
+        kind: Literal["direct", "group"],
+        name: str | None,
+        thread_id: str | None,
+        user_id: str,
+    ) -> tuple[str, ChatConversation]:
+        """The scope key and conversation of an event (``ChatGateway.conversation_for``)."""
+        ...
+
+    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
+        """Deliver an event to the conversation's instance (``ChatGateway.dispatch_chat``)."""
+        ...
+
+    def require_client(self) -> AsyncWebClient:
+        """The started gateway's Web API client (``GatewayError`` before start)."""
+        ...
+
+
 class SlackInbound:
-    """The inbound half of a ``SlackGateway``: its memory of recent Slack traffic.
+    """The inbound half of the Slack gateway: Slack payloads to chat events, with its memory
+    of recent Slack traffic.
 
     Args:
-        gateway: The gateway whose ``conversation_for`` and ``dispatch_chat`` it calls.
-
-    Memory is bounded by ``options.dedupe_size`` entries per table: event ids, delivered
-    messages, the thread of recent messages, user and channel names.
+        host: The gateway it works for (see ``InboundHost``).
+        threads: The thread of recent messages, shared with the outbound half: each message
+            that arrives is remembered there, and a reaction's thread looked up.
+        size: How many entries each table keeps (``dedupe_size``): event ids, delivered
+            messages, user and channel names.
+        resolve_names: Look up names not in a payload (``users.info``,
+            ``conversations.info``).
     """
 
-    def __init__(self, gateway: SlackGateway) -> None:
-        self.gateway = gateway
-        size = gateway.options.dedupe_size
+    def __init__(
+        self, host: InboundHost, threads: Threads, *, size: int, resolve_names: bool
+    ) -> None:
+        self.host = host
+        self.threads = threads
+        self.resolve_names = resolve_names
         self._event_ids: Recent[str] = Recent(size)
         self._messages: Recent[tuple[str, str]] = Recent(size)
-        #: The thread of each recent message (``None``: top level), by (channel, ts).
-        self.threads: BoundedMap[tuple[str, str], str | None] = BoundedMap(size)
         self._users: BoundedMap[str, tuple[str | None, bool]] = BoundedMap(size)
         self._channels: BoundedMap[str, str | None] = BoundedMap(size)
-        self._redelivered = DUPLICATES.labels(gateway.name, "redelivery")
-        self._mentioned = DUPLICATES.labels(gateway.name, "mention")
+        self._redelivered = DUPLICATES.labels(host.name, "redelivery")
+        self._mentioned = DUPLICATES.labels(host.name, "mention")
 
     def first_delivery(self, body: dict[str, Any]) -> bool:
         """Whether an Events API body is new: False for an ``event_id`` seen lately (a Socket
@@ -76,7 +120,7 @@ class SlackInbound:
         if isinstance(event_id, str) and not self._event_ids.add(event_id):
             self._redelivered.inc()
             logger.debug(
-                "Gateway %r: event %s delivered again; handled once", self.gateway.name, event_id
+                "Gateway %r: event %s delivered again; handled once", self.host.name, event_id
             )
             return False
         return True
@@ -100,8 +144,8 @@ class SlackInbound:
 
     def _is_own(self, event: dict[str, Any]) -> bool:
         bot_id = event.get("bot_id")
-        return event.get("user") == self.gateway.bot["id"] or (
-            bot_id is not None and bot_id == self.gateway.bot_id
+        return event.get("user") == self.host.bot["id"] or (
+            bot_id is not None and bot_id == self.host.bot_id
         )
 
     async def _message(self, event: dict[str, Any], *, mentioned: bool) -> None:
@@ -114,14 +158,14 @@ class SlackInbound:
             self._mentioned.inc()
             return
         thread_id = thread_of(event)
-        self.threads.put((channel, ts), thread_id)
+        self.threads.remember(channel, ts, thread_id)
         text = str(event.get("text") or "")
         user_id = str(event.get("user") or event.get("bot_id") or "")
         user = await self._user(user_id, is_bot="bot_id" in event)
         key, conversation = await self._conversation(
             channel, event.get("channel_type"), thread_id, user_id
         )
-        await self.gateway.dispatch_chat(
+        await self.host.dispatch_chat(
             key,
             conversation,
             {
@@ -130,7 +174,7 @@ class SlackInbound:
                 "text": text,
                 "user": user,
                 "thread_id": thread_id,
-                "mentions_bot": mentioned or mentions(text, self.gateway.bot["id"]),
+                "mentions_bot": mentioned or mentions(text, self.host.bot["id"]),
                 "attachments": attachments(event.get("files")),
                 "raw": event,
             },
@@ -139,13 +183,13 @@ class SlackInbound:
     async def _reaction(self, event: dict[str, Any]) -> None:
         item = event.get("item") or {}
         user_id = str(event.get("user") or "")
-        if item.get("type") != "message" or user_id == self.gateway.bot["id"]:
+        if item.get("type") != "message" or user_id == self.host.bot["id"]:
             return
         channel, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
         # A reaction names its message only: its thread is known for messages seen lately.
-        thread_id = self.threads.get((channel, ts))
+        thread_id = self.threads.get(channel, ts)
         key, conversation = await self._conversation(channel, None, thread_id, user_id)
-        await self.gateway.dispatch_chat(
+        await self.host.dispatch_chat(
             key,
             conversation,
             {
@@ -164,7 +208,7 @@ class SlackInbound:
         channel_type = "im" if channel_name == "directmessage" else None
         hint = channel_name if channel_name not in _NOT_NAMES else None
         key, conversation = await self._conversation(channel, channel_type, None, user_id, hint)
-        await self.gateway.dispatch_chat(
+        await self.host.dispatch_chat(
             key,
             conversation,
             {
@@ -183,7 +227,7 @@ class SlackInbound:
         channel = str(channel_info.get("id") or container.get("channel_id") or "")
         if not channel:
             logger.debug(
-                "Gateway %r: a block action outside a conversation, ignored", self.gateway.name
+                "Gateway %r: a block action outside a conversation, ignored", self.host.name
             )
             return
         user_info = body.get("user") or {}
@@ -197,7 +241,7 @@ class SlackInbound:
         user = await self._user(user_id, hint=user_info.get("username") or user_info.get("name"))
         raw = _without_token(body)
         for action in body.get("actions") or []:
-            await self.gateway.dispatch_chat(
+            await self.host.dispatch_chat(
                 key,
                 conversation,
                 {
@@ -220,7 +264,7 @@ class SlackInbound:
     ) -> tuple[str, ChatConversation]:
         kind = channel_kind(channel, channel_type)
         name = None if kind == "direct" else await self._channel_name(channel, name_hint)
-        return self.gateway.conversation_for(
+        return self.host.conversation_for(
             channel_id=channel, kind=kind, name=name, thread_id=thread_id, user_id=user_id
         )
 
@@ -228,7 +272,7 @@ class SlackInbound:
         if channel in self._channels:
             return self._channels.get(channel)
         name = hint
-        if name is None and self.gateway.options.resolve_names:
+        if name is None and self.resolve_names:
             info = await self._lookup("conversations.info", channel=channel)
             if info is not None:
                 found = (info.get("channel") or {}).get("name")
@@ -241,7 +285,7 @@ class SlackInbound:
         if cached is None:
             name = str(hint) if hint else None
             # Bot ids (B...) are not users; users.info knows user ids only.
-            if self.gateway.options.resolve_names and user_id and not user_id.startswith("B"):
+            if self.resolve_names and user_id and not user_id.startswith("B"):
                 info = await self._lookup("users.info", user=user_id)
                 found: dict[str, Any] = (info.get("user") if info is not None else None) or {}
                 profile = found.get("profile") or {}
@@ -259,11 +303,9 @@ class SlackInbound:
     async def _lookup(self, method: str, **args: str) -> AsyncSlackResponse | None:
         """A Web API lookup whose failure only costs a name (logged at debug level)."""
         try:
-            return await self.gateway.require_client().api_call(
-                method, http_verb="GET", params=args
-            )
+            return await self.host.require_client().api_call(method, http_verb="GET", params=args)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            logger.debug("Gateway %r: %s %s failed: %r", self.gateway.name, method, args, exc)
+            logger.debug("Gateway %r: %s %s failed: %r", self.host.name, method, args, exc)
             return None
 
 

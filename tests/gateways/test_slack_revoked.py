@@ -78,7 +78,9 @@ async def test_a_revoked_app_token_fails_the_gateway_and_stops_socket_mode(
     assert len(slack_server.calls_to("apps.connections.open")) == tries
     assert slack_server.live_connections == 0
     assert any(
-        r.levelno == logging.ERROR and r.name == "gateways.slack.gateway" and error in r.getMessage()
+        r.levelno == logging.ERROR
+        and r.name == "gateways.slack.gateway"
+        and error in r.getMessage()
         for r in caplog.records
     )
     assert slack_server.app_token not in caplog.text
