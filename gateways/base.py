@@ -36,13 +36,15 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from config import OptionsModel
+from gateways.errors import GatewayError
+from gateways.instance import ScopeInstance
 from layer import ChannelLayer
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
@@ -76,10 +78,6 @@ EVENTS_DROPPED = Counter(
 _CALLBACK_CONTEXT = contextvars.Context()
 
 
-class GatewayError(Exception):
-    """Base error of the gateways package: a transport failure, an event a gateway can't do."""
-
-
 class GatewayOptions(OptionsModel):
     """Options every gateway takes, whatever its protocol (YAML keys of a gateway entry).
 
@@ -97,159 +95,6 @@ class GatewayOptions(OptionsModel):
     max_scopes: int = Field(default=100_000, ge=1)
     max_queued_events: int = Field(default=100, ge=1)
     disconnect_grace: float = Field(default=5.0, ge=0)
-
-
-class ScopeInstance:
-    """One scope's application instance and the events waiting for it.
-
-    The instance itself is the ASGI ``receive`` callable handed to the application (one
-    object less per scope than a bound method), and ``send`` is its ``send`` method.
-    ``receive()`` returns an ``asyncio.Future``, already resolved when an event is waiting.
-    """
-
-    __slots__ = (
-        "_queue",
-        "_space",
-        "_waiter",
-        "ending",
-        "gateway",
-        "grace_handle",
-        "key",
-        "last_event",
-        "scope",
-        "task",
-    )
-
-    def __init__(self, gateway: Gateway, key: str, scope: Scope) -> None:
-        self.gateway = gateway
-        self.key = key
-        self.scope = scope
-        self.task: asyncio.Task[None] | None = None
-        self.last_event = 0.0
-        #: Set once the disconnect event is queued; the instance no longer takes events.
-        self.ending: DisconnectReason | None = None
-        self.grace_handle: asyncio.TimerHandle | None = None
-        self._queue: deque[Message] | None = None
-        self._waiter: asyncio.Future[Message] | None = None
-        self._space: asyncio.Future[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<ScopeInstance gateway={self.gateway.name!r} key={self.key!r}>"
-
-    @property
-    def started_task(self) -> asyncio.Task[None]:
-        """The task running the application instance (``open_scope`` starts it).
-
-        Raises:
-            GatewayError: The instance was not started.
-        """
-        if self.task is None:
-            raise GatewayError(f"scope {self.key!r} of gateway {self.gateway.name!r} not started")
-        return self.task
-
-    def __call__(self) -> asyncio.Future[Message]:
-        """The ASGI ``receive``: see ``receive``."""
-        return self.receive()
-
-    # -- the application's side --------------------------------------------------------
-
-    def receive(self) -> asyncio.Future[Message]:
-        """Return a Future of the next event of this scope (the ASGI ``receive``).
-
-        Raises:
-            GatewayError: ``receive()`` called while an earlier ``receive()`` still waits.
-        """
-        if self._waiter is not None and not self._waiter.done():
-            raise GatewayError(
-                f"receive() called for scope {self.key!r} while an earlier receive() still waits"
-            )
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.receive_into(future)
-        return future
-
-    def receive_into(self, future: asyncio.Future[Any]) -> None:
-        """Resolve ``future`` with the next event, now if one waits, else when it arrives.
-
-        The waiter extension, which ``InMemoryChannelLayer.receive_into`` offers too: a
-        consumer hands one Future to both its scope and its channel layer and wakes on
-        whichever comes first; a source finding the Future already done keeps its item for
-        the next call. Only the latest Future given waits; an idle consumer so costs one
-        Future instead of one per source plus a waiter.
-
-        Args:
-            future: A Future of the running loop; left alone if it is done already.
-        """
-        queue = self._queue
-        if queue:
-            if not future.done():
-                future.set_result(queue.popleft())
-                if not queue:
-                    self._queue = None
-                if self._space is not None and not self._space.done():
-                    self._space.set_result(None)
-            return
-        if self.ending is not None:
-            # The disconnect event was taken already: repeat it rather than hang.
-            if not future.done():
-                future.set_result({"type": self.gateway._disconnect_type, "reason": self.ending})
-            return
-        self._waiter = future
-
-    async def send(self, message: Message) -> None:
-        """Take an event from the application (the ASGI ``send``).
-
-        Raises:
-            GatewayError: The event's type is not one this gateway can do, or the transport
-                failed to carry it out.
-        """
-        gateway = self.gateway
-        if message.get("type") == gateway.close_event_type:
-            gateway.end(self, "closed")
-            return
-        await gateway.handle_send(self, message)
-
-    # -- the gateway's side ------------------------------------------------------------
-
-    def _deliver(self, event: Message, *, bounded: bool = True) -> bool:
-        """Hand ``event`` to a waiting ``receive()`` or queue it; False when the queue is full
-        (``max_queued_events``) and ``bounded``."""
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(event)
-                return True
-        queue = self._queue
-        if queue is None:
-            queue = self._queue = deque()
-        elif bounded and len(queue) >= self.gateway.options.max_queued_events:
-            return False
-        queue.append(event)
-        return True
-
-    async def put(self, event: Message) -> None:
-        """Queue ``event`` for the application, waiting while this scope's queue is full."""
-        while not self._deliver(event):
-            if self.task is None or self.task.done():
-                return
-            if self._space is None or self._space.done():
-                self._space = asyncio.get_running_loop().create_future()
-            await self._space
-
-    def put_nowait(self, event: Message) -> None:
-        """Queue ``event`` now, past ``max_queued_events`` if need be: for an event that must
-        arrive and was already taken from the transport (the disconnect event; a message a
-        worker took from the channel layer)."""
-        self._deliver(event, bounded=False)
-
-    def take_unread(self) -> list[Message]:
-        """Remove and return the events queued for the application but not received yet,
-        but for the disconnect event: what an instance that ended left unread, to hand to a
-        fresh instance."""
-        queue, self._queue = self._queue, None
-        self._waiter = None  # a Future the ended instance will never read
-        disconnect = self.gateway._disconnect_type
-        return [event for event in queue or () if event.get("type") != disconnect]
 
 
 class Gateway(abc.ABC):
@@ -273,6 +118,8 @@ class Gateway(abc.ABC):
 
     protocol: ClassVar[str]
     options_model: ClassVar[type[GatewayOptions]] = GatewayOptions
+    #: Whether ``event_handled`` is called for every event the application handled.
+    tracks_handling: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -294,7 +141,7 @@ class Gateway(abc.ABC):
         self.close_event_type = f"{self.protocol}.close"
         #: The first event of every scope; ``None`` for a protocol without one (workers).
         self.connect_event: Message | None = {"type": f"{self.protocol}.connect"}
-        self._disconnect_type = f"{self.protocol}.disconnect"
+        self.disconnect_type = f"{self.protocol}.disconnect"
         #: Live instances by scope key, least recently used first.
         self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
         #: Instances ended (disconnect event sent) whose task has not finished, by task.
@@ -334,6 +181,11 @@ class Gateway(abc.ABC):
         Raises:
             GatewayError: The event type is unknown to this gateway, or the transport failed.
         """
+
+    def event_handled(self, instance: ScopeInstance, event: Message) -> None:  # noqa: B027
+        """Called, when ``tracks_handling``, once the application has handled ``event``: it
+        asked for the next event. (For the event an instance was working on when it ended,
+        see ``ScopeInstance.take_in_hand`` in ``scope_finished``.) It must not raise."""
 
     def scope_finished(self, instance: ScopeInstance) -> None:  # noqa: B027 (optional hook)
         """Called once an instance's task has finished, whatever ended it (a hook).
@@ -443,7 +295,7 @@ class Gateway(abc.ABC):
         instance = ScopeInstance(self, key, scope)
         instance.last_event = self._clock
         if self.connect_event is not None:
-            instance._deliver(dict(self.connect_event))
+            instance.offer(dict(self.connect_event))
         coroutine = self.application(scope, instance, instance.send)
         # Named after the scope key (a string that exists already; 3.11 would format a
         # "Task-N" per task), which also lets the done-callback find a live instance.
@@ -484,21 +336,27 @@ class Gateway(abc.ABC):
         Raises:
             GatewayError: No instance of ``key`` is live and no ``scope`` was given.
         """
-        instance = self.instances.get(key)
-        if instance is None:
-            if not self._accepting:
-                # Logged once, with the count, when stop() ends: a busy transport would
-                # otherwise flood the log.
-                self._stopping_drops += 1
-                EVENTS_DROPPED.labels(self.name, "stopping").inc()
+        while True:
+            instance = self.instances.get(key)
+            if instance is None:
+                if not self._accepting:
+                    # Logged once, with the count, when stop() ends: a busy transport would
+                    # otherwise flood the log.
+                    self._stopping_drops += 1
+                    EVENTS_DROPPED.labels(self.name, "stopping").inc()
+                    return
+                if scope is None:
+                    raise GatewayError(
+                        f"no live scope {key!r} on gateway {self.name!r} to deliver to"
+                    )
+                instance = self.open_scope(key, scope)
+            else:
+                self.instances.move_to_end(key)
+                instance.last_event = self._clock
+            if await instance.put(event):
                 return
-            if scope is None:
-                raise GatewayError(f"no live scope {key!r} on gateway {self.name!r} to deliver to")
-            instance = self.open_scope(key, scope)
-        else:
-            self.instances.move_to_end(key)
-            instance.last_event = self._clock
-        await instance.put(event)
+            # The instance ended while the event waited for room: the next one takes it.
+            scope = scope if scope is not None else dict(instance.scope)
 
     def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
         """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``."""
@@ -512,7 +370,7 @@ class Gateway(abc.ABC):
         self._ending[instance.task] = instance
         SCOPES_ENDED.labels(self.name, reason).inc()
         logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
-        instance.put_nowait({"type": self._disconnect_type, "reason": reason})
+        instance.put_nowait({"type": self.disconnect_type, "reason": reason})
         instance.grace_handle = asyncio.get_running_loop().call_later(
             self.options.disconnect_grace, instance.task.cancel
         )
@@ -535,8 +393,7 @@ class Gateway(abc.ABC):
             del self.instances[instance.key]
             self._live.dec()
             self.pinned.discard(instance.key)
-        if instance._space is not None and not instance._space.done():
-            instance._space.set_result(None)
+        instance.wake_sender()
         try:
             self.scope_finished(instance)
         except Exception:

@@ -284,7 +284,7 @@ class Worker(Gateway):
 
     def _acceptable(self, channel: str, message: Any) -> bool:
         kind = message.get("type") if isinstance(message, dict) else None
-        if isinstance(kind, str) and kind != self._disconnect_type:
+        if isinstance(kind, str) and kind != self.disconnect_type:
             return True
         why = "is the worker's own disconnect event" if isinstance(kind, str) else "has no str type"
         logger.warning(
