@@ -74,6 +74,7 @@ class MqttMessageEvent(TypedDict):
     payload: bytes
     qos: Literal[0, 1, 2]
     retain: bool
+    dup: NotRequired[bool]
     properties: MqttProperties | None
 
 

@@ -60,12 +60,17 @@ class StartedServers:
 
 @pytest.fixture
 def make_mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
-    """``make_mosquitto(extra_config="")``: start another Mosquitto on a free port (its files
-    in a directory of its own under ``tmp_path``); every one is killed at teardown."""
+    """``make_mosquitto(extra_config="", persistence=False)``: start another Mosquitto on a
+    free port (its files in a directory of its own under ``tmp_path``); every one is killed
+    at teardown."""
     servers = StartedServers(tmp_path, "mosquitto")
 
-    def make(extra_config: str = "") -> Mosquitto:
-        return servers.start(lambda directory, port: Mosquitto(directory, port, extra_config))
+    def make(extra_config: str = "", *, persistence: bool = False) -> Mosquitto:
+        return servers.start(
+            lambda directory, port: Mosquitto(
+                directory, port, extra_config, persistence=persistence
+            )
+        )
 
     yield make
     servers.kill_all()

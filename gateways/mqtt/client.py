@@ -20,9 +20,9 @@ __all__ = ["make_client", "tls_context"]
 def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> aiomqtt.Client:
     """The aiomqtt client that connects to ``options.broker``.
 
-    MQTT 5 uses Clean Start and the Session Expiry Interval (MQTT 5.0 sections 3.1.2.4 and
-    3.1.2.11.2); MQTT 3.1.1 uses Clean Session (MQTT 3.1.1 section 3.1.2.4). ``username``
-    and ``password`` options override those of the broker URL.
+    MQTT 5 uses Clean Start, the Session Expiry Interval and Receive Maximum (MQTT 5.0
+    sections 3.1.2.4, 3.1.2.11.2 and 3.1.2.11.3); MQTT 3.1.1 uses Clean Session (MQTT 3.1.1
+    section 3.1.2.4). ``username`` and ``password`` options override those of the broker URL.
 
     Args:
         gateway: The gateway's name, for error messages.
@@ -38,8 +38,8 @@ def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> ai
     address = options.address
     mqtt5 = options.protocol == "5"
     properties = None
-    if mqtt5 and options.session_expiry is not None:
-        properties = connect_properties(options.session_expiry)
+    if mqtt5:
+        properties = connect_properties(options.effective_session_expiry, options.receive_maximum)
     will = None
     if options.will is not None:
         will = aiomqtt.Will(

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_random_exponential
 
 from gateways.base import Gateway, GatewayError, ScopeInstance
+from gateways.mqtt.acks import Acknowledgements, Delivery, MessageEvent
 from gateways.mqtt.client import make_client
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
@@ -87,6 +88,8 @@ class MqttGateway(Gateway):
     protocol: ClassVar[str] = "mqtt"
     options_model: ClassVar[type[MqttGatewayOptions]] = MqttGatewayOptions
     options: MqttGatewayOptions
+    #: QoS 1 and 2 messages are acknowledged once handled (``gateways.mqtt.acks``).
+    tracks_handling = True
 
     def __init__(
         self,
@@ -101,6 +104,7 @@ class MqttGateway(Gateway):
         #: The MQTT client identifier, kept across reconnects.
         self.client_id = options.client_id or f"asgi-gateway-{name}-{secrets.token_hex(4)}"
         self._client: aiomqtt.Client | None = None
+        self._acks: Acknowledgements | None = None
         self._embedded: EmbeddedBroker | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -141,6 +145,15 @@ class MqttGateway(Gateway):
             self._embedded = EmbeddedBroker(self.address.host, self.address.port)
             await self._embedded.start()
         self._client = make_client(self.name, self.client_id, self.options)
+        self._acks = Acknowledgements(self.name, self._client, self._on_connection)
+        expiry = self.options.effective_session_expiry
+        if self.options.session_expiry is None and expiry is not None:
+            logger.info(
+                "Gateway %r: clean_start is false and session_expiry unset; the broker keeps "
+                "the session %d s after a disconnect (MQTT 5 would end it at once)",
+                self.name,
+                expiry,
+            )
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._run_task = loop.create_task(self._run(), name=f"{self.name}:mqtt")
@@ -369,6 +382,9 @@ class MqttGateway(Gateway):
         instances = self.instances
         dispatch = self.dispatch
         new_scope = self.new_scope
+        acks = self._require_acks()
+        release = acks.release
+        connection = self._connections
         max_payload = self.options.max_payload
         mqtt5 = self.options.protocol == "5"
         properties: dict[str, Any] | None = None
@@ -376,20 +392,28 @@ class MqttGateway(Gateway):
         async for message in client.messages:
             topic = message.topic.value
             payload = message.payload
+            qos = message.qos
+            delivery = Delivery(message.mid, qos, connection) if qos else None
             if len(payload) > max_payload:
                 self._drop_oversized(topic, len(payload))
+                if delivery is not None:
+                    release(delivery)  # handled: dropped and counted, not to come again
                 continue
             if mqtt5:
                 properties = properties_in(message.properties)
                 ids = properties.get("subscription_identifiers") if subscriptions.use_ids else None
-            event = {
+            fields = {
                 "type": "mqtt.message",
                 "topic": topic,
                 "payload": payload,
-                "qos": message.qos,
+                "qos": qos,
                 "retain": message.retain,
+                "dup": False,
                 "properties": properties,
             }
+            if delivery is not None and acks.redelivered(delivery):
+                fields["dup"] = True
+            event: Message = fields if delivery is None else MessageEvent(fields, delivery)
             route = resolve(topic)
             if ids:
                 # One copy per matching subscription: act on what this copy is for.
@@ -400,18 +424,21 @@ class MqttGateway(Gateway):
                     and subscription_identifiers.get(route[1]) not in ids
                     and any(i in id_filters for i in ids)
                 ):
-                    continue  # another copy carries the route's subscription
+                    route = None  # another copy carries the route's subscription
             elif owned:
                 targets = (owned.get(f, ()) for f in owned_matching(topic))
                 await self._deliver_to(itertools.chain.from_iterable(targets), event, route)
-            if route is None:
-                continue
-            key = route[0]
-            if instances.get(key) is None:
-                scope = new_scope(topic=topic, scope_key=key, subscription=route[1])
-                await dispatch(key, event, scope)
-            else:
-                await dispatch(key, event)
+            if route is not None:
+                key = route[0]
+                if delivery is not None:
+                    delivery.pending += 1
+                if instances.get(key) is None:
+                    scope = new_scope(topic=topic, scope_key=key, subscription=route[1])
+                    await dispatch(key, event, scope)
+                else:
+                    await dispatch(key, event)
+            if delivery is not None:
+                release(delivery)
 
     async def _deliver_to(
         self, owners: Iterable[ScopeInstance], event: Message, route: tuple[str, str] | None
@@ -419,10 +446,43 @@ class MqttGateway(Gateway):
         """Deliver to scopes whose own subscription matched: once each, live ones only, not
         to the scope the topic routes to (it gets the event anyway)."""
         skip = route[0] if route is not None else None
+        delivery = event.delivery if isinstance(event, MessageEvent) else None
         for instance in dict.fromkeys(owners):
             key = instance.key
             if key != skip and self.instances.get(key) is instance:
-                await self.dispatch(key, dict(event))
+                if delivery is not None:
+                    delivery.pending += 1
+                await self.dispatch(key, MessageEvent(event, delivery) if delivery else dict(event))
+
+    # -- acknowledging what was handled ------------------------------------------------
+
+    def _require_acks(self) -> Acknowledgements:
+        if self._acks is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
+        return self._acks
+
+    def _on_connection(self, connection: int) -> bool:
+        """Whether ``connection`` (a number) is the one up now."""
+        return connection == self._connections and self._connected.is_set()
+
+    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
+        """The application handled ``event``: acknowledge it if it was the last copy."""
+        if self._acks is not None:
+            self._acks.handled(event)
+
+    def scope_finished(self, instance: ScopeInstance) -> None:
+        """An instance ended (see ``Acknowledgements.finished``); the messages it left
+        unhandled go to a fresh instance of the same scope key. While stopping they are left
+        unacknowledged, for the broker to send to the next process."""
+        if self._acks is None:
+            return
+        unhandled = self._acks.finished(instance)
+        if unhandled and self._accepting:
+            fresh = self.instances.get(instance.key)
+            if fresh is None:
+                fresh = self.open_scope(instance.key, dict(instance.scope))
+            for event in unhandled:
+                fresh.put_nowait(event)
 
     def _drop_oversized(self, topic: str, size: int) -> None:
         self._dropped_oversized.inc()

@@ -25,6 +25,7 @@ from gateways.options import Reconnect, TlsFiles
 from layer.topics import split_shared, validate_topic_filter, validate_topic_name
 
 __all__ = [
+    "DEFAULT_SESSION_EXPIRY",
     "MAX_PAYLOAD",
     "BrokerAddress",
     "MqttGatewayOptions",
@@ -34,6 +35,10 @@ __all__ = [
     "MqttWill",
     "parse_broker",
 ]
+
+#: Seconds an MQTT 5 broker keeps a ``clean_start: false`` session that sets no
+#: ``session_expiry`` (MQTT 5 ends a session with its connection by default).
+DEFAULT_SESSION_EXPIRY = 3600
 
 #: The largest payload MQTT can carry, in bytes (the Remaining Length limit, MQTT 5.0
 #: section 1.5.5 and 2.1.4).
@@ -227,7 +232,15 @@ class MqttGatewayOptions(GatewayOptions):
         clean_start: Start a new session on connect (MQTT 5 Clean Start, MQTT 3.1.1
             Clean Session).
         session_expiry: Seconds the broker keeps the session after a disconnect (MQTT 5.0
-            section 3.1.2.11.2, Session Expiry Interval); MQTT 5 only.
+            section 3.1.2.11.2, Session Expiry Interval); MQTT 5 only. Unset with
+            ``clean_start: false``, it is ``DEFAULT_SESSION_EXPIRY`` (an hour): without it an
+            MQTT 5 broker ends the session with the connection, and unacknowledged messages
+            with it.
+        receive_maximum: Most QoS 1 and 2 messages the broker may have sent that the gateway
+            has not acknowledged yet (MQTT 5.0 section 3.1.2.11.3, Receive Maximum); the
+            gateway acknowledges a message once the application handled it, so this bounds
+            the messages waiting in the daemon. MQTT 5 only; on MQTT 3.1.1 the broker's own
+            limit applies (Mosquitto: ``max_inflight_messages``, 20).
         will: Will message published by the broker if the gateway vanishes.
         subscriptions: Topic filters to subscribe to, with their QoS.
         subscribe_routes: Also subscribe to the application's ``topic_filters()``.
@@ -253,6 +266,7 @@ class MqttGatewayOptions(GatewayOptions):
     protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol_from_yaml)] = "3.1.1"
     clean_start: bool = True
     session_expiry: int | None = Field(default=None, ge=0, le=4_294_967_295)
+    receive_maximum: int = Field(default=100, ge=1, le=65_535)
     will: MqttWill | None = None
     subscriptions: list[MqttSubscription] = Field(default_factory=list)
     subscribe_routes: bool = True
@@ -281,6 +295,11 @@ class MqttGatewayOptions(GatewayOptions):
                 f"tls is set but broker {address.redacted()!r} is not mqtts://; "
                 "use mqtts://host[:port] for TLS"
             )
+        if not self.clean_start and self.client_id is None:
+            raise ValueError(
+                "clean_start: false needs a client_id: a session is found again by its client "
+                "identifier, and a random one is new at every start (MQTT 5.0 section 3.1.3.1)"
+            )
         if self.session_expiry is not None and self.protocol != "5":
             raise ValueError(
                 f"session_expiry ({self.session_expiry}) needs protocol '5' "
@@ -292,6 +311,14 @@ class MqttGatewayOptions(GatewayOptions):
                 raise ValueError(f"subscription {subscription.topic!r} is listed twice")
             seen.add(subscription.topic)
         return self
+
+    @property
+    def effective_session_expiry(self) -> int | None:
+        """The Session Expiry Interval sent on MQTT 5: ``session_expiry``, or, when unset
+        with ``clean_start: false``, ``DEFAULT_SESSION_EXPIRY``; ``None`` sends none."""
+        if self.session_expiry is None and not self.clean_start and self.protocol == "5":
+            return DEFAULT_SESSION_EXPIRY
+        return self.session_expiry
 
     @property
     def address(self) -> BrokerAddress:

@@ -93,14 +93,20 @@ def properties_out(properties: dict[str, Any]) -> Properties:
     return result
 
 
-def connect_properties(session_expiry: int) -> Properties:
-    """CONNECT properties with a Session Expiry Interval (MQTT 5.0 section 3.1.2.11.2).
+def connect_properties(session_expiry: int | None, receive_maximum: int) -> Properties:
+    """CONNECT properties: Session Expiry Interval and Receive Maximum (MQTT 5.0 sections
+    3.1.2.11.2 and 3.1.2.11.3).
 
     Args:
-        session_expiry: Seconds the broker keeps the session after the connection ends.
+        session_expiry: Seconds the broker keeps the session after the connection ends;
+            ``None`` leaves it out (0: the session ends with the connection).
+        receive_maximum: Most QoS 1 and 2 messages the broker may send that the gateway has
+            not acknowledged yet, 1 to 65,535.
     """
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = session_expiry
+    if session_expiry is not None:
+        properties.SessionExpiryInterval = session_expiry
+    properties.ReceiveMaximum = receive_maximum
     return properties
 
 

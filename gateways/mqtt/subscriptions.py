@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateways.base import GatewayError, ScopeInstance
+from gateways.mqtt.acks import WIRE_MAX_QOS
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import subscribe_properties
 from layer.topics import filter_matches, validate_topic_filter
@@ -300,8 +301,10 @@ class SubscriptionTable:
         """Subscribe ``(filter, qos)`` items; return those the broker refused, described.
 
         On MQTT 5 each filter goes in a SUBSCRIBE of its own, with its Subscription
-        Identifier; a broker without them (reason code 0xA1) gets them again without.
+        Identifier; a broker without them (reason code 0xA1) gets them again without. QoS 2
+        is asked as QoS 1 (``gateways.mqtt.acks``: at least once needs the PUBACK withheld).
         """
+        items = [(topic_filter, min(qos, WIRE_MAX_QOS)) for topic_filter, qos in items]
         codes: list[Any] = []
         for start in range(0, len(items), _SUBSCRIBE_BATCH):
             batch = items[start : start + _SUBSCRIBE_BATCH]

@@ -27,33 +27,46 @@ __all__ = ["Mosquitto"]
 
 
 class Mosquitto(ServerProcess):
-    """A Mosquitto broker on ``127.0.0.1:<port>``, anonymous, without persistence.
+    """A Mosquitto broker on ``127.0.0.1:<port>``, anonymous, with or without persistence.
 
     Args:
         directory: Where its ``mosquitto.conf`` and ``mosquitto.log`` go; a new temporary
             folder when ``None``.
         port: The port; a free one when ``None``. Kept across ``stop()``/``start()``.
         extra_config: Lines appended to the generated configuration (e.g. more listeners).
+        persistence: Keep sessions, their queued and unacknowledged messages, and retained
+            messages in ``directory/mosquitto.db`` (written when it stops with SIGTERM, and
+            every ``autosave_interval`` of 1 s), so that ``restart()`` loses none of them.
 
-    ``stop()`` / ``start()`` restart it on the same port (retained messages and sessions are
-    lost, as persistence is off); ``kill()`` ends it with SIGKILL; ``pause()`` with SIGSTOP.
+    ``stop()`` / ``start()`` restart it on the same port (without persistence, retained
+    messages and sessions are lost); ``kill()`` ends it with SIGKILL; ``pause()`` with SIGSTOP.
     """
 
     label = "mosquitto"
     error = GatewayError
 
     def __init__(
-        self, directory: Path | None = None, port: int | None = None, extra_config: str = ""
+        self,
+        directory: Path | None = None,
+        port: int | None = None,
+        extra_config: str = "",
+        *,
+        persistence: bool = False,
     ) -> None:
         directory = directory or Path(tempfile.mkdtemp(prefix="mosquitto-"))
         self.port = port if port is not None else free_port(self.host)
         self.url = f"mqtt://{self.host}:{self.port}"
         self.config = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
+        stored = (
+            f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
+            if persistence
+            else "persistence false\n"
+        )
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            f"{stored}"
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"

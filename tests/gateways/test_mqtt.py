@@ -41,6 +41,7 @@ async def test_one_scope_per_topic(mosquitto, mqtt_client, recording_app, run_ga
         "payload": b"1",
         "qos": 0,  # the subscription's QoS caps it
         "retain": False,
+        "dup": False,
         "properties": None,
     }
     assert [event["payload"] for event in messages(a)] == [b"1", b"3"]
