@@ -126,7 +126,7 @@ def split_shared(topic_filter: str) -> SharedSubscription:
     the form is read here; ``validate_topic_filter`` checks the parts.
     """
     if topic_filter.startswith(SHARED_PREFIX + "/"):
-        _, group, inner = (topic_filter.split("/", 2) + ["", ""])[:3]
+        _, group, inner = [*topic_filter.split("/", 2), "", ""][:3]
         return SharedSubscription(group, inner)
     return SharedSubscription(None, topic_filter)
 

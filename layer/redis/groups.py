@@ -2,8 +2,8 @@
 
 A group is channels_redis' sorted set ``prefix + ":group:" + name`` (``codec``), on the
 shard of the group's name, of channel names scored by the time of their latest
-``group_add``. ``Groups`` runs ``group_add``, ``group_discard`` and ``group_send`` for a
-``RedisChannelLayer`` and remembers the memberships this process added: when a shard's
+``group_add``. ``Groups`` runs ``group_add``, ``group_discard`` and ``group_send`` for the
+Redis channel layer and remembers the memberships this process added: when a shard's
 server restarted empty (its ``run_id`` changed), ``restore`` puts back those of its groups
 still within ``group_expiry``, so consumers stay in their groups across a Redis restart.
 """
@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..base import LayerError, LayerMessage, require_valid_group_name, require_valid_message
-from .codec import consistent_hash, group_key
+from .codec import Codec, consistent_hash, group_key
+from .routes import Routes
 from .shard import Shard
-from .stats import count_dropped
-
-if TYPE_CHECKING:
-    from .layer import RedisChannelLayer
+from .stats import RedisLayerStats, count_dropped
 
 __all__ = ["RESTORE_BATCH", "Groups"]
 
@@ -38,56 +37,69 @@ class Groups:
     extension); these carry it out.
 
     Args:
-        layer: The layer: its prefix, shards (``layer._loops``), codec, routes and stats.
+        routes: The layer's channel routes (prefix, number of shards, send scores).
+        codec: The layer's codec (serialization, encryption).
+        stats: Where drops are counted.
+        group_expiry: Seconds a membership lasts after its latest ``group_add``.
+        shards: The running event loop's shards, in ``hosts`` order (``LoopStates``).
     """
 
-    def __init__(self, layer: RedisChannelLayer) -> None:
-        self.layer = layer
+    def __init__(
+        self,
+        routes: Routes,
+        codec: Codec,
+        stats: RedisLayerStats,
+        group_expiry: float,
+        shards: Callable[[], Sequence[Shard]],
+    ) -> None:
+        self.routes = routes
+        self.codec = codec
+        self.stats = stats
+        self.group_expiry = group_expiry
+        self.shards = shards
         # Memberships this process added: group -> {channel: time.time() of group_add}.
         self.memberships: dict[str, dict[str, float]] = {}
 
     async def add(self, group: str, channel: str) -> None:
         """``group_add``: store the membership (score: now) and remember it."""
-        layer = self.layer
+        routes = self.routes
         require_valid_group_name(group)
-        if channel.__class__ is not str or channel not in layer._routes:
-            layer._route(channel)
+        routes.check(channel)
         now = time.time()
         members = self.memberships.setdefault(group, {})
         members.pop(channel, None)
         members[channel] = now
-        index = consistent_hash(group, layer.ring_size)
-        state = layer._loops.get()
-        await state.shards[index].submit(group_key(layer.prefix, group), "a", now, channel, b"")
+        index = consistent_hash(group, routes.ring_size)
+        shard = self.shards()[index]
+        await shard.submit(group_key(routes.prefix, group), "a", now, channel, b"")
 
     async def discard(self, group: str, channel: str) -> None:
         """``group_discard``: remove the membership and forget it."""
-        layer = self.layer
+        routes = self.routes
         require_valid_group_name(group)
-        if channel.__class__ is not str or channel not in layer._routes:
-            layer._route(channel)
+        routes.check(channel)
         members = self.memberships.get(group)
         if members is not None:
             members.pop(channel, None)
             if not members:
                 del self.memberships[group]
-        index = consistent_hash(group, layer.ring_size)
-        state = layer._loops.get()
-        await state.shards[index].submit(group_key(layer.prefix, group), "d", 0.0, channel, b"")
+        index = consistent_hash(group, routes.ring_size)
+        shard = self.shards()[index]
+        await shard.submit(group_key(routes.prefix, group), "d", 0.0, channel, b"")
 
     async def send(self, group: str, message: LayerMessage) -> None:
         """``group_send``: one stored message per key of the group's current members."""
         if message.__class__ is not dict or message.get("type").__class__ is not str:
             require_valid_message(message)
         require_valid_group_name(group)
-        layer = self.layer
-        codec = layer.codec
+        routes = self.routes
+        ring_size = routes.ring_size
+        codec = self.codec
         packed = codec.pack(group, message)  # checks the message before any round trip
-        state = layer._loops.get()
-        shards = state.shards
+        shards = self.shards()
         now = time.time()
-        members: list[bytes] = await shards[consistent_hash(group, layer.ring_size)].submit(
-            group_key(layer.prefix, group), "m", now - layer.group_expiry, b"", b""
+        members: list[bytes] = await shards[consistent_hash(group, ring_size)].submit(
+            group_key(routes.prefix, group), "m", now - self.group_expiry, b"", b""
         )
         if not members:
             return
@@ -101,14 +113,14 @@ class Groups:
                 by_key[non_local] = [channel]
             else:
                 names.append(channel)
-        score = layer._score()
-        routes = layer._routes
+        score = routes.score()
+        cache = routes.cache
         futures: list[tuple[list[str], asyncio.Future[Any]]] = []
         for non_local, names in by_key.items():
             stored = codec.seal(group, codec.add_channel(packed, message, names))
-            route = routes.get(names[0]) or layer._route(names[0])
-            key = (layer.prefix + non_local).encode()
-            shard = shards[consistent_hash(non_local, layer.ring_size)]
+            route = cache.get(names[0]) or routes.route(names[0])
+            key = (routes.prefix + non_local).encode()
+            shard = shards[consistent_hash(non_local, ring_size)]
             futures.append((names, shard.submit(key, "s", score, stored, route[2])))
         full = 0
         error: LayerError | None = None
@@ -117,10 +129,10 @@ class Groups:
                 if not await future:
                     full += len(names)
             except LayerError as exc:
-                count_dropped(layer.stats, "unreachable", len(names))
+                count_dropped(self.stats, "unreachable", len(names))
                 error = exc
         if full:
-            count_dropped(layer.stats, "full", full)
+            count_dropped(self.stats, "full", full)
             logger.debug("group_send to group %r: %d member(s) full, skipped", group, full)
         if error is not None:
             raise error
@@ -142,18 +154,18 @@ class Groups:
             redis.exceptions.RedisError: Redis went away again or refused the script (the
                 caller, ``Shard.check_restart``, retries over connection errors).
         """
-        layer = self.layer
-        cutoff = time.time() - layer.group_expiry
+        prefix, ring_size = self.routes.prefix, self.routes.ring_size
+        cutoff = time.time() - self.group_expiry
         keys: list[bytes] = []
         args: list[Any] = []
         for group, members in list(self.memberships.items()):
-            if consistent_hash(group, layer.ring_size) != shard.index:
+            if consistent_hash(group, ring_size) != shard.index:
                 continue
             for channel, joined in list(members.items()):
                 if joined <= cutoff:
                     del members[channel]
                     continue
-                keys.append(group_key(layer.prefix, group))
+                keys.append(group_key(prefix, group))
                 args += ("a", joined, channel, b"")
             if not members:
                 del self.memberships[group]

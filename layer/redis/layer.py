@@ -20,8 +20,9 @@ differs is inside one process (``docs/layer.md``):
 This module holds the layer's options, its channel operations and its lifetime; the rest is
 in ``layer.redis.loop`` (per-event-loop connections and readers), ``layer.redis.groups``
 (the groups extension and memberships restored after a restart), ``layer.redis.stats``
-(``RedisLayerStats`` and metrics), ``layer.redis.shard``, ``layer.redis.receive``,
-``layer.redis.codec`` and ``layer.redis.hosts``.
+(``RedisLayerStats`` and metrics), ``layer.redis.routes`` (channel keys and shards),
+``layer.redis.shard``, ``layer.redis.receive``, ``layer.redis.codec`` and
+``layer.redis.hosts``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Mapping
 from re import Pattern
@@ -43,21 +43,31 @@ from ..base import (
     require_valid_channel_name,
     require_valid_message,
 )
-from .codec import Codec, consistent_hash
+from .codec import Codec
 from .groups import Groups
 from .hosts import decode_hosts, make_pool
-from .loop import LoopStates
+from .loop import LoopSettings, LoopStates
+from .routes import Routes
 from .shard import Shard
 from .stats import RedisLayerStats, count_dropped, count_reconnect
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "RedisChannelLayer", "RedisLayerStats"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ForeignChannel", "RedisChannelLayer", "RedisLayerStats"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 """Default ``max_message_size``: 1 MiB of serialized message."""
 
-_NAME_CACHE_SIZE = 1 << 12
+
+class ForeignChannel(LayerError, AssertionError):
+    """``receive()`` on a ``!`` channel of another layer (another client prefix).
+
+    Only the layer whose ``new_channel()`` made a process-specific name reads its messages
+    (they are in that layer's key), so such a receive could only wait forever.
+    channels_redis 4.3 ``core.py`` refuses it with ``assert ... "Wrong client prefix"``;
+    this error is also an ``AssertionError`` so that code (and channels_redis's own tests)
+    written for that catches it unchanged.
+    """
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -77,7 +87,9 @@ class RedisChannelLayer(BaseChannelLayer):
     - ``group_send()`` never raises ``ChannelFull``: full members are skipped, counted in
       ``stats.dropped_full`` and ``asgi_gateway_layer_dropped_total{reason="full"}``.
     - A group membership ends ``group_expiry`` seconds after its latest ``group_add``.
-    - Names: the Channels rules (``InvalidName``, a ``TypeError``).
+    - Names: the Channels rules (``InvalidName``, a ``TypeError``). ``receive()`` takes only
+      the ``!`` names of this layer's own ``new_channel()`` (``ForeignChannel``), as
+      channels_redis.
     - Shards: ``!`` channels and groups on the shard of their (non-local) name, as
       channels_redis; other channels on the shard of their name (channels_redis picks one in
       turn; its receivers look on every shard, and so do ours).
@@ -160,14 +172,31 @@ class RedisChannelLayer(BaseChannelLayer):
             max_message_size,
         )
         self.stats: RedisLayerStats = RedisLayerStats()
-        self._channel_capacity_option = dict(channel_capacity or {})
         self.client_prefix = uuid.uuid4().hex
+        # The end of the non-local part of this layer's "!" names (see new_channel).
+        self._own_local = self.client_prefix + "!"
         self._serial = itertools.count(1)
-        self._last_score = 0.0
+        self._routes = Routes(self.prefix, self.ring_size, self.get_capacity)
         # Where each channel's messages go: (key, shard index, capacity), by channel name.
-        self._routes: dict[str, tuple[bytes, int, int]] = {}
-        self._loops = LoopStates(self)
-        self._groups = Groups(self)
+        self._route_cache = self._routes.cache
+        self._loops = LoopStates(
+            LoopSettings(
+                hosts=self.hosts,
+                prefix=self.prefix,
+                codec=self.codec,
+                expiry=self.expiry,
+                group_expiry=self.group_expiry,
+                capacity=self.capacity,
+                channel_capacity=dict(channel_capacity or {}),
+                retry_timeout=self.retry_timeout,
+                block_timeout=self.block_timeout,
+                stats=self.stats,
+                on_reconnect=self._healed,
+            )
+        )
+        self._groups = Groups(
+            self._routes, self.codec, self.stats, self.group_expiry, self._loops.shards
+        )
 
     def __repr__(self) -> str:
         return f"<RedisChannelLayer prefix={self.prefix!r} shards={self.ring_size}>"
@@ -191,13 +220,13 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         if message.__class__ is not dict or message.get("type").__class__ is not str:
             require_valid_message(message)
-        route = self._routes.get(channel) if channel.__class__ is str else None
+        route = self._route_cache.get(channel) if channel.__class__ is str else None
         if route is None:
-            route = self._route(channel)
+            route = self._routes.route(channel)
         key, index, capacity = route
         body = self.codec.encode(channel, message, channel if "!" in channel else None)
         state = self._loops.get()
-        future = state.shards[index].submit(key, "s", self._score(), body, capacity)
+        future = state.shards[index].submit(key, "s", self._routes.score(), body, capacity)
         try:
             stored = await future
         except LayerError:
@@ -214,19 +243,22 @@ class RedisChannelLayer(BaseChannelLayer):
         to the head of the channel.
 
         Args:
-            channel: The channel name; a ``!`` channel is read from this process's shared
-                key (any process's prefix may be received here, not only ``new_channel``'s).
+            channel: The channel name; a ``!`` channel must be one of this layer's
+                ``new_channel()`` (its messages are read from this layer's shared key).
 
         Returns:
             A future of the message.
 
         Raises:
             InvalidName: A bad channel name.
+            ForeignChannel: A ``!`` channel of another layer (channels_redis 4.3:
+                "Wrong client prefix"); also an ``AssertionError``.
             LayerError: (from the future) Redis unreachable for ``retry_timeout`` seconds,
-                or the layer was closed.
+                the layer was closed, or ``close_pools()`` closed this loop's connections.
         """
-        if channel.__class__ is not str or channel not in self._routes:
-            self._route(channel)
+        if channel.__class__ is not str or channel not in self._route_cache:
+            self._routes.route(channel)
+        self._require_own(channel)
         state = self._loops.get()
         future = state.mailbox.receive(channel)
         if not future.done():
@@ -241,9 +273,11 @@ class RedisChannelLayer(BaseChannelLayer):
 
         Raises:
             InvalidName: A bad channel name.
+            ForeignChannel: A ``!`` channel of another layer, as for ``receive``.
         """
-        if channel.__class__ is not str or channel not in self._routes:
-            self._route(channel)
+        if channel.__class__ is not str or channel not in self._route_cache:
+            self._routes.route(channel)
+        self._require_own(channel)
         state = self._loops.get()
         state.mailbox.receive_into(channel, future)
         if not future.done():
@@ -329,8 +363,8 @@ class RedisChannelLayer(BaseChannelLayer):
         pattern = _glob_escape(self.prefix) + "*"
         for shard in state.shards:
             await shard.call(self._delete_matching, shard, pattern)
-        for each in list(self._loops):
-            await each.mailbox.flush()
+        for mailbox in self._loops.mailboxes():
+            await mailbox.flush()
         self._groups.clear()
 
     @staticmethod
@@ -346,34 +380,39 @@ class RedisChannelLayer(BaseChannelLayer):
     async def close(self) -> None:
         """Stop reading, fail pending receivers with ``LayerError``, close connections.
 
-        The layer stays usable: it connects again on the next call, as channels_redis.
+        On the running event loop; messages read from Redis and not received yet are
+        dropped. The layer stays usable: it connects again on the next call, as
+        channels_redis.
         """
         await self._loops.close()
 
+    async def close_pools(self) -> None:
+        """Close this layer's connections on the running event loop (channels_redis 4.3).
+
+        For code that uses the layer from several event loops, such as Django's
+        ``async_to_sync``, which runs each call in an event loop of its own: the layer stays
+        usable, from this loop or another, and connects again on its next call. Unlike
+        ``close()``, the messages of this process's ``!`` channels that were read from Redis
+        and not received yet are kept for the next ``receive()``, on whichever loop
+        (channels_redis keeps them in its receive buffer); so are they when an event loop
+        the layer was used from closes. Receivers waiting on this loop fail with
+        ``LayerError``, as their readers stop.
+
+        channels_redis closes the pools of every loop here; a connection belongs to the loop
+        that made it, so ours of another loop close when that loop closes.
+        """
+        await self._loops.close(keep_unread=True)
+
     # -- internals -----------------------------------------------------------------------
 
-    def _route(self, channel: object) -> tuple[bytes, int, int]:
-        """Check a channel name; cache its key, shard and capacity."""
-        name = require_valid_channel_name(channel)
-        bang = name.find("!")
-        non_local = name if bang < 0 else name[: bang + 1]
-        route = (
-            (self.prefix + non_local).encode(),
-            consistent_hash(non_local, self.ring_size),
-            self.get_capacity(name),
-        )
-        if len(self._routes) >= _NAME_CACHE_SIZE:
-            self._routes.clear()
-        self._routes[name] = route
-        return route
-
-    def _score(self) -> float:
-        """``time.time()``, but strictly increasing: FIFO among this process's messages."""
-        now = time.time()
-        if now <= self._last_score:
-            now = self._last_score + 1e-6
-        self._last_score = now
-        return now
+    def _require_own(self, channel: str) -> None:
+        """Refuse a ``!`` channel whose non-local part does not end in this client prefix."""
+        bang = channel.find("!")
+        if bang >= 0 and not channel.endswith(self._own_local, 0, bang + 1):
+            raise ForeignChannel(
+                f"cannot receive on channel {channel!r}: it is a process-specific channel of "
+                "another layer (receive() takes the '!' names of this layer's new_channel())"
+            )
 
     async def _healed(self, shard: Shard, restarted: bool) -> None:
         """A shard's connection healed: count it; after a restart, restore memberships."""

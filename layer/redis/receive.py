@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,13 +33,10 @@ from tenacity import (
 from ..base import LayerError, LayerMessage
 from ..copying import copy_message
 from ..memory import InMemoryChannelLayer
-from .codec import CHANNEL_KEY
+from .codec import CHANNEL_KEY, Codec
 from .shard import BACKOFF, TRANSIENT, Shard
 
-if TYPE_CHECKING:
-    from .loop import LoopState
-
-__all__ = ["POP_BATCH", "Mailboxes", "PopLoop", "Pump"]
+__all__ = ["POP_BATCH", "Mailboxes", "PopLoop", "Pump", "ReaderState"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +57,32 @@ class Mailboxes(InMemoryChannelLayer):
     metrics_name: ClassVar[str] = "redis"
 
 
+class ReaderState(Protocol):
+    """What pop loops and pumps use of their event loop's state (``layer.redis.loop``)."""
+
+    mailbox: Mailboxes
+    """Where read messages go, and whose receivers they wait for."""
+    codec: Codec
+    expiry: float
+    """Seconds a message may wait unread; older ones are dropped when read."""
+    block_timeout: float
+    """Seconds a blocking pop waits on the server before it is sent again."""
+    bzmpop: bool
+    """Whether the server has ``BZMPOP`` (Redis 7); a reader sets it False on learning not."""
+    pumps: dict[tuple[str, int], Pump]
+    """The running pumps by (channel, shard index); a pump removes itself as it ends."""
+
+    def count_drop(self, reason: str, count: int) -> None:
+        """Count ``count`` messages dropped for ``reason`` (``layer.redis.stats.count_dropped``)."""
+
+    def count_full(self, channel: str) -> None:
+        """Count a message dropped because the mailbox of ``channel`` was full."""
+
+
 class _Reader:
     """What pop loops and pumps share: the retried blocking pop and message decoding."""
 
-    def __init__(self, state: LoopState, shard: Shard, key: bytes) -> None:
+    def __init__(self, state: ReaderState, shard: Shard, key: bytes) -> None:
         self.state = state
         self.shard = shard
         self.key = key
@@ -182,7 +201,7 @@ class PopLoop(_Reader):
     Runs from the first receive on such a channel until the layer closes.
     """
 
-    def __init__(self, state: LoopState, shard: Shard, key: bytes, non_local: str) -> None:
+    def __init__(self, state: ReaderState, shard: Shard, key: bytes, non_local: str) -> None:
         super().__init__(state, shard, key)
         self.non_local = non_local
 
@@ -226,7 +245,7 @@ class Pump(_Reader):
     Ends when no receiver waits on the channel (after at most one ``block_timeout``).
     """
 
-    def __init__(self, state: LoopState, shard: Shard, key: bytes, channel: str) -> None:
+    def __init__(self, state: ReaderState, shard: Shard, key: bytes, channel: str) -> None:
         super().__init__(state, shard, key)
         self.channel = channel
 
