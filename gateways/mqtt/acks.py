@@ -23,7 +23,8 @@ at least once, with redeliveries marked ``dup``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import aiomqtt
@@ -99,8 +100,11 @@ class MessageEvent(dict[str, Any]):
 class ManualAcks:
     """paho-mqtt's manual acknowledgement, on the paho client of an aiomqtt client.
 
-    Made once per client (it is entered again at every reconnect); it turns on
-    ``manual_ack`` and notes which messages arrive with DUP set.
+    Made once per client (it is entered again at every reconnect), it turns on
+    ``manual_ack`` and notes, for every PUBLISH as it arrives, the connection it came on
+    (counted at each CONNACK) and its DUP flag, in the order aiomqtt queues the messages:
+    a message still queued from a lost connection is not acknowledged on the next one
+    (there its packet identifier may name another message; the broker sends it again).
 
     Args:
         client: The aiomqtt client, not connected yet.
@@ -118,32 +122,45 @@ class ManualAcks:
                 "at Client._client: manual acknowledgement (at-least-once delivery) cannot be "
                 "set up; install aiomqtt 2.5 (pinned in pyproject.toml)"
             )
+        delivered, connected = paho.on_message, paho.on_connect
+        if delivered is None or connected is None:
+            raise GatewayError("aiomqtt set no on_message or on_connect on its paho-mqtt client")
         paho.manual_ack_set(True)
         self._paho = paho
-        #: Packet identifiers of messages that arrived with DUP set, until taken.
-        self._redelivered: set[int] = set()
-        delivered = paho.on_message
-        if delivered is None:
-            raise GatewayError("aiomqtt set no on_message callback on its paho-mqtt client")
-        redelivered = self._redelivered
+        #: The number of the current connection: 1 for the first, counted at each CONNACK.
+        self.connection = 0
+        #: (packet identifier, DUP, connection) of each message aiomqtt queued, oldest first.
+        self._arrivals: deque[tuple[int, bool, int]] = deque()
+        arrivals = self._arrivals
+
+        def on_connect(paho_client: PahoClient, *args: Any) -> None:
+            self.connection += 1
+            connected(paho_client, *args)
 
         def on_message(paho_client: PahoClient, userdata: Any, message: MQTTMessage) -> None:
-            if message.dup:
-                redelivered.add(message.mid)
+            arrivals.append((message.mid, message.dup, self.connection))
             delivered(paho_client, userdata, message)
 
+        paho.on_connect = on_connect
         paho.on_message = on_message
 
-    def redelivered(self, mid: int) -> bool:
-        """Whether the message ``mid`` arrived with DUP set (MQTT 5.0 section 3.3.1.1): the
-        broker had sent it before, perhaps to a process that then died. Asks once."""
-        if mid in self._redelivered:
-            self._redelivered.discard(mid)
-            return True
-        return False
+    def arrival(self, mid: int) -> tuple[bool, int]:
+        """For the next message aiomqtt yields, ``mid`` its packet identifier: whether it
+        arrived with DUP set (MQTT 5.0 section 3.3.1.1: the broker had sent it before,
+        perhaps to a process that then died) and the connection it came on (0: unknown, so
+        never acknowledged, and the broker sends it again)."""
+        arrivals = self._arrivals
+        while arrivals:
+            arrived, dup, connection = arrivals.popleft()
+            if arrived == mid:
+                return dup, connection
+        return False, 0
 
-    def ack(self, mid: int, qos: int) -> bool:
-        """Send PUBACK (QoS 1) or PUBCOMP (QoS 2) for ``mid``; False when not connected."""
+    def ack(self, mid: int, qos: int, connection: int) -> bool:
+        """Send PUBACK (QoS 1) or PUBCOMP (QoS 2) for ``mid`` if ``connection`` is the one
+        up now; False when it is not (or the acknowledgement could not be sent)."""
+        if connection != self.connection or not self._paho.is_connected():
+            return False
         code = self._paho.ack(mid, qos)
         if code == MQTT_ERR_NO_CONN:
             return False
@@ -161,35 +178,32 @@ class Acknowledgements:
     Args:
         gateway: The gateway's name, for logs and metrics.
         client: Its aiomqtt client (see ``ManualAcks``).
-        is_current: Whether a connection number is the connection up now.
 
     Raises:
         GatewayError: See ``ManualAcks``.
     """
 
-    def __init__(
-        self, gateway: str, client: aiomqtt.Client, is_current: Callable[[int], bool]
-    ) -> None:
+    def __init__(self, gateway: str, client: aiomqtt.Client) -> None:
         self.gateway = gateway
         self.manual = ManualAcks(client)
-        self.is_current = is_current
         self._failed = MESSAGES_FAILED.labels(gateway)
         self._redelivered = MESSAGES_REDELIVERED.labels(gateway)
 
-    def redelivered(self, delivery: Delivery) -> bool:
-        """Whether the broker marked this message DUP (counted)."""
-        if self.manual.redelivered(delivery.mid):
+    def delivery(self, mid: int, qos: int) -> tuple[Delivery | None, bool]:
+        """For the next message aiomqtt yields: its ``Delivery`` (``None`` at QoS 0, which
+        is not acknowledged) and whether the broker marked it DUP (counted)."""
+        dup, connection = self.manual.arrival(mid)
+        if dup:
             self._redelivered.inc()
-            return True
-        return False
+        return (Delivery(mid, qos, connection) if qos else None), dup
 
     def release(self, delivery: Delivery) -> None:
         """One copy of a message handled (or the dispatching of it done). At none left, send
         PUBACK (or PUBCOMP) on the connection it came on; on a later connection the broker
         has sent it again already, and that copy is acknowledged once handled in its turn."""
         delivery.pending -= 1
-        if delivery.pending == 0 and self.is_current(delivery.connection):
-            self.manual.ack(delivery.mid, delivery.qos)
+        if delivery.pending == 0:
+            self.manual.ack(delivery.mid, delivery.qos, delivery.connection)
 
     def handled(self, event: Message) -> None:
         """The application handled ``event``; acknowledge its message if it was the last

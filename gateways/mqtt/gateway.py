@@ -34,7 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_random_exponential
 
 from gateways.base import Gateway, GatewayError, ScopeInstance
-from gateways.mqtt.acks import Acknowledgements, Delivery, MessageEvent
+from gateways.mqtt.acks import Acknowledgements, MessageEvent
 from gateways.mqtt.client import make_client
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
@@ -145,7 +145,7 @@ class MqttGateway(Gateway):
             self._embedded = EmbeddedBroker(self.address.host, self.address.port)
             await self._embedded.start()
         self._client = make_client(self.name, self.client_id, self.options)
-        self._acks = Acknowledgements(self.name, self._client, self._on_connection)
+        self._acks = Acknowledgements(self.name, self._client)
         expiry = self.options.effective_session_expiry
         if self.options.session_expiry is None and expiry is not None:
             logger.info(
@@ -384,7 +384,7 @@ class MqttGateway(Gateway):
         new_scope = self.new_scope
         acks = self._require_acks()
         release = acks.release
-        connection = self._connections
+        arrived = acks.delivery
         max_payload = self.options.max_payload
         mqtt5 = self.options.protocol == "5"
         properties: dict[str, Any] | None = None
@@ -393,7 +393,7 @@ class MqttGateway(Gateway):
             topic = message.topic.value
             payload = message.payload
             qos = message.qos
-            delivery = Delivery(message.mid, qos, connection) if qos else None
+            delivery, dup = arrived(message.mid, qos)
             if len(payload) > max_payload:
                 self._drop_oversized(topic, len(payload))
                 if delivery is not None:
@@ -408,11 +408,9 @@ class MqttGateway(Gateway):
                 "payload": payload,
                 "qos": qos,
                 "retain": message.retain,
-                "dup": False,
+                "dup": dup,
                 "properties": properties,
             }
-            if delivery is not None and acks.redelivered(delivery):
-                fields["dup"] = True
             event: Message = fields if delivery is None else MessageEvent(fields, delivery)
             route = resolve(topic)
             if ids:
@@ -460,10 +458,6 @@ class MqttGateway(Gateway):
         if self._acks is None:
             raise GatewayError(f"gateway {self.name!r} is not started")
         return self._acks
-
-    def _on_connection(self, connection: int) -> bool:
-        """Whether ``connection`` (a number) is the one up now."""
-        return connection == self._connections and self._connected.is_set()
 
     def event_handled(self, instance: ScopeInstance, event: Message) -> None:
         """The application handled ``event``: acknowledge it if it was the last copy."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,8 +59,11 @@ class Mosquitto(ServerProcess):
         self.url = f"mqtt://{self.host}:{self.port}"
         self.config = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
+        # Started as root, Mosquitto drops to the user "mosquitto", who may not write in
+        # ``directory``; ``user`` keeps it the user who starts it (no effect for others).
         stored = (
             f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
+            f"user {getpass.getuser()}\n"
             if persistence
             else "persistence false\n"
         )

@@ -85,12 +85,14 @@ def test_manual_acks_is_set_on_the_paho_client_under_aiomqtt() -> None:
         return aiomqtt.Client("127.0.0.1", 1883)
 
     client = asyncio.run(build())
-    aiomqtt_callback = client._client.on_message
+    on_message, on_connect = client._client.on_message, client._client.on_connect
     ManualAcks(client)
     paho = client._client
     assert isinstance(paho, PahoClient)
     assert paho._manual_ack is True
-    assert paho.on_message is not aiomqtt_callback  # wrapped, to see the DUP flag
+    # Wrapped, to note each message's DUP flag and the connection it came on.
+    assert paho.on_message is not on_message
+    assert paho.on_connect is not on_connect
 
 
 def test_manual_acks_refuses_a_client_it_does_not_know() -> None:
