@@ -152,5 +152,6 @@ async def test_nothing_the_broker_acknowledged_is_lost(
     twice = {sequence for sequence, count in seen.items() if count > 1}
     assert twice <= redelivered, sorted(twice - redelivered)[:20]
     print(
-        f"{protocol} QoS {qos}: 0 lost of {MESSAGES}; {len(twice)} handled twice; {len(redelivered)} marked dup"
+        f"{protocol} QoS {qos}: 0 lost of {MESSAGES}; {len(twice)} handled twice; "
+        f"{len(redelivered)} marked dup"
     )
