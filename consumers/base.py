@@ -21,9 +21,11 @@ import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
+
+from layer import ChannelLayer, LayerMessage
 
 if TYPE_CHECKING:
     from layer.types import Message, Receive, Scope, Send
@@ -112,7 +114,14 @@ def _callback_context() -> contextvars.Context:
         return context
 
 
-async def _fail(exc: BaseException) -> None:
+async def raise_when_awaited(exc: BaseException) -> None:
+    """A coroutine that raises ``exc`` when awaited.
+
+    For an ASGI application that is a plain function returning an awaitable (a router, a
+    consumer's ``__call__``): an error met in the call itself is raised from the awaitable
+    instead, where the server expects the application's errors, so that it ends only that
+    scope. Shared by the consumers package; not part of its public surface.
+    """
     raise exc
 
 
@@ -120,7 +129,7 @@ async def _done() -> None:
     pass
 
 
-async def _leave_groups(layer: Any, groups: Sequence[str], channel_name: str) -> None:
+async def _leave_groups(layer: ChannelLayer, groups: Sequence[str], channel_name: str) -> None:
     for group in groups:
         try:
             await layer.group_discard(group, channel_name)
@@ -128,8 +137,32 @@ async def _leave_groups(layer: Any, groups: Sequence[str], channel_name: str) ->
             logger.exception("could not leave group %r with channel %r", group, channel_name)
 
 
+class _ReceiveInto(Protocol):
+    """A scope's ``receive`` that offers the waiter extension (our gateways' instances)."""
+
+    def __call__(self) -> Awaitable[Message]: ...
+
+    def receive_into(self, future: asyncio.Future[Any]) -> None: ...
+
+
+class _LayerReceiveInto(ChannelLayer, Protocol):
+    """A channel layer that offers the waiter extension (``InMemoryChannelLayer``,
+    ``RedisChannelLayer``; both also offer ``discard_receive`` to withdraw a Future)."""
+
+    def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None: ...
+
+
 #: ``scope`` until the instance is called with its own (shared: never mutate it).
 _NO_SCOPE: Scope = {}
+
+
+def _not_an_event(consumer: AsyncConsumer, text: str) -> TypeError:
+    """The error of ``send(text)``: ``send`` takes an event; a chat consumer has ``say``."""
+    where = f"{type(consumer).__qualname__}.send()"
+    hint = "; to post a text, use say(text)" if callable(getattr(consumer, "say", None)) else ""
+    return TypeError(
+        f"{where} takes an event (a mapping with a str 'type'), not the str {_preview(text)}{hint}"
+    )
 
 
 async def _unset_send(message: Message) -> None:
@@ -162,7 +195,7 @@ class ConsumerApp:
             consumer = self.consumer_class(**self.consumer_initkwargs)
         except Exception as exc:
             # Raise it from the awaitable, where the server expects the application's errors.
-            return _fail(exc)
+            return raise_when_awaited(exc)
         return consumer(scope, receive, send)
 
     __call__ = markcoroutinefunction(__call__)
@@ -206,7 +239,7 @@ class AsyncConsumer:
     """
 
     groups: Sequence[str] = ()
-    channel_layer: Any = None
+    channel_layer: ChannelLayer | None = None
     channel_name: str | None = None
     scope: Scope
 
@@ -244,98 +277,46 @@ class AsyncConsumer:
                 )
         return ConsumerApp(cls, initkwargs)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Memory matters here: this frame lives as long as the scope (100,000 idle consumers
-        # must fit in some 2 KB each), so it keeps few locals and waits without a Task.
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        """Serve one scope, steps 1 to 4 above: the ASGI 3 application of this instance.
+
+        A plain function (marked as a coroutine function) that sets the instance up and
+        returns the coroutine of the dispatch loop fitting its sources. That loop's frame is
+        the one an idle consumer keeps, so there is no other (100,000 idle consumers must fit
+        in some 2 KB each). An error of the set-up is raised when the coroutine is awaited,
+        as from an ``async def``.
+        """
+        try:
+            layer = self._set_up(scope, send)
+        except Exception as exc:
+            return raise_when_awaited(exc)
+        if layer is None:
+            return self._dispatch_scope(receive)
+        if hasattr(receive, "receive_into") and hasattr(layer, "receive_into"):
+            return self._dispatch_one_waiter(receive, cast("_LayerReceiveInto", layer))
+        return self._dispatch_two_sources(receive, layer)
+
+    __call__ = markcoroutinefunction(__call__)
+
+    def _set_up(self, scope: Scope, send: Send) -> ChannelLayer | None:
+        """Step 1: keep ``scope`` and ``send``; return the channel layer (see the class)."""
         self.scope = scope
         self.base_send = send
         layer = self.channel_layer
         if layer is None:
-            layer = scope.get("channel_layer")
-            if layer is not None:
-                self.channel_layer = layer
-        try:
-            if layer is None:
-                while not await self._dispatch_event(await receive()):
-                    pass
-                return
-        except StopConsumer:
-            return
-        groups = self.groups
-        joined = False
-        event: asyncio.Future[Message] | None = None
-        message: asyncio.Future[Message] | None = None
-        done: asyncio.Future[Any]
-        try:
-            await self._join(layer, groups)
-            joined = True
-            # (No bound methods kept in this long-lived frame: each would cost 64 bytes.)
-            if hasattr(receive, "receive_into") and hasattr(layer, "receive_into"):
-                # The waiter extension (our gateways and layer): one Future given to both
-                # sources wakes on whichever comes first, so an idle consumer waits on one
-                # Future instead of three. The sources take turns being asked first, so
-                # neither starves the other.
-                loop = asyncio.get_running_loop()
-                channel_name = self.channel_name
-                layer_first = False
-                while True:
-                    event = loop.create_future()
-                    if layer_first:
-                        layer.receive_into(channel_name, event)
-                        if not event.done():
-                            receive.receive_into(event)
-                    else:
-                        receive.receive_into(event)
-                        if not event.done():
-                            layer.receive_into(channel_name, event)
-                    layer_first = not layer_first
-                    if await self._dispatch_event(await event):
-                        return
-            # Keep each pending future across iterations (cancelling one could lose an event).
-            event = asyncio.ensure_future(receive())
-            message = asyncio.ensure_future(layer.receive(self.channel_name))
-            while True:
-                if not (event.done() or message.done()):
-                    done = _Waiter.first_of(event, message)
-                    await done
-                    event.remove_done_callback(done)
-                    message.remove_done_callback(done)
-                # Each source in arrival order; when both are ready, the scope's event first.
-                if event.done():
-                    done, event = event, None
-                    if await self._dispatch_event(done.result()):
-                        return
-                    event = asyncio.ensure_future(receive())
-                if message.done():
-                    done, message = message, None
-                    if await self._dispatch_event(done.result()):
-                        return
-                    message = asyncio.ensure_future(layer.receive(self.channel_name))
-        except StopConsumer:
-            pass
-        finally:
-            await self._finish(event, message, layer, groups if joined else ())
+            layer = self.channel_layer = scope.get("channel_layer")
+        return layer
 
-    def _finish(
-        self,
-        event: asyncio.Future[Message] | None,
-        message: asyncio.Future[Message] | None,
-        layer: Any,
-        groups: Sequence[str],
-    ) -> Awaitable[None]:
-        """Cancel what still waits, then leave ``groups``, shielded from cancellation."""
-        if event is not None:
-            event.cancel()
-            discard = getattr(layer, "discard_receive", None)
-            if discard is not None and self.channel_name is not None:
-                discard(self.channel_name, event)  # given to receive_into, if at all
-        if message is not None:
-            message.cancel()
-        if not groups:
-            return _done()
-        return asyncio.shield(_leave_groups(layer, groups, str(self.channel_name)))
+    async def _join(self, layer: ChannelLayer, groups: Sequence[str]) -> str:
+        """Step 2: get a channel name from ``layer.new_channel()`` and join ``groups``.
 
-    async def _join(self, layer: Any, groups: Sequence[str]) -> None:
+        Returns:
+            The channel name, also set as ``self.channel_name``.
+
+        Raises:
+            Exception: What the layer raised (or a cancellation); the groups joined by then
+                are left first.
+        """
         channel_name = self.channel_name = await layer.new_channel()
         joined = 0
         try:
@@ -346,6 +327,107 @@ class AsyncConsumer:
             if joined:
                 await asyncio.shield(_leave_groups(layer, groups[:joined], channel_name))
             raise
+        return channel_name
+
+    async def _dispatch_scope(self, receive: Receive) -> None:
+        """Step 3 without a channel layer: the scope's events, until the last one."""
+        try:
+            while not await self._dispatch_event(await receive()):
+                pass
+        except StopConsumer:
+            pass
+
+    async def _dispatch_one_waiter(self, receive: _ReceiveInto, layer: _LayerReceiveInto) -> None:
+        """Steps 2 to 4 behind the waiter extension (our gateways and layers).
+
+        Each wait is one Future given to both sources, which resolves with whichever has an
+        item first; the other, finding it done, keeps its item for the next turn. An idle
+        consumer so waits on one Future instead of three. The sources take turns being asked
+        first, so that neither starves the other. (No bound methods are kept in this
+        long-lived frame: each would cost 64 bytes.)
+        """
+        groups = self.groups
+        channel_name = await self._join(layer, groups)
+        event: asyncio.Future[Message] | None = None
+        try:
+            loop = asyncio.get_running_loop()
+            layer_first = False
+            while True:
+                event = loop.create_future()
+                if layer_first:
+                    layer.receive_into(channel_name, event)
+                    if not event.done():
+                        receive.receive_into(event)
+                else:
+                    receive.receive_into(event)
+                    if not event.done():
+                        layer.receive_into(channel_name, event)
+                layer_first = not layer_first
+                if await self._dispatch_event(await event):
+                    return
+        except StopConsumer:
+            pass
+        finally:
+            await self._tear_down(layer, channel_name, groups, event, None)
+
+    async def _dispatch_two_sources(self, receive: Receive, layer: ChannelLayer) -> None:
+        """Steps 2 to 4 with any other server or layer: wait on the two sources' Futures.
+
+        A coroutine source (asgiref's communicator, Channels' layers) is wrapped in a Task.
+        Each pending Future is kept across turns (cancelling one could lose its item); each
+        source is dispatched in arrival order, and when both are ready the scope's first.
+        """
+        groups = self.groups
+        channel_name = await self._join(layer, groups)
+        event: asyncio.Future[Message] | None = None
+        message: asyncio.Future[LayerMessage] | None = None
+        done: asyncio.Future[Any]
+        try:
+            event = asyncio.ensure_future(receive())
+            message = asyncio.ensure_future(layer.receive(channel_name))
+            while True:
+                if not (event.done() or message.done()):
+                    done = _Waiter.first_of(event, message)
+                    await done
+                    event.remove_done_callback(done)
+                    message.remove_done_callback(done)
+                if event.done():
+                    done, event = event, None
+                    if await self._dispatch_event(done.result()):
+                        return
+                    event = asyncio.ensure_future(receive())
+                if message.done():
+                    done, message = message, None
+                    if await self._dispatch_event(done.result()):
+                        return
+                    message = asyncio.ensure_future(layer.receive(channel_name))
+        except StopConsumer:
+            pass
+        finally:
+            await self._tear_down(layer, channel_name, groups, event, message)
+
+    def _tear_down(
+        self,
+        layer: ChannelLayer,
+        channel_name: str,
+        groups: Sequence[str],
+        event: asyncio.Future[Message] | None,
+        message: asyncio.Future[LayerMessage] | None,
+    ) -> Awaitable[None]:
+        """Step 4: cancel what still waits, then leave ``groups``, shielded from cancellation.
+
+        A plain function: what it cancels is cancelled before the caller's ``await``.
+        """
+        if event is not None:
+            event.cancel()
+            discard = getattr(layer, "discard_receive", None)
+            if discard is not None:
+                discard(channel_name, event)  # given to receive_into, if at all
+        if message is not None:
+            message.cancel()
+        if not groups:
+            return _done()
+        return asyncio.shield(_leave_groups(layer, groups, channel_name))
 
     async def _dispatch_event(self, event: Message) -> bool:
         """Dispatch one event of the scope; True when it was the last (``*.disconnect``).
@@ -389,7 +471,18 @@ class AsyncConsumer:
         )
 
     async def send(self, message: Message) -> None:
-        """Send an event to the gateway (the ASGI ``send``)."""
+        """Send an event to the gateway (the ASGI ``send``).
+
+        Args:
+            message: The event, a mapping with a str ``"type"`` (``{"type": "mqtt.publish",
+                ...}``).
+
+        Raises:
+            TypeError: ``message`` is a str (``ChatConsumer.say(text)`` posts a text).
+        """
+        sent: object = message  # typed a mapping, but a str is the likely mistake
+        if isinstance(sent, str):
+            raise _not_an_event(self, sent)
         await self.base_send(message)
 
 
@@ -416,5 +509,12 @@ class SyncConsumer(AsyncConsumer):
             await sync_to_async(handler)(message)
 
     def send(self, message: Message) -> None:  # type: ignore[override]
-        """Send an event to the gateway, from a handler's thread."""
+        """Send an event to the gateway, from a handler's thread.
+
+        Raises:
+            TypeError: ``message`` is a str.
+        """
+        sent: object = message
+        if isinstance(sent, str):
+            raise _not_an_event(self, sent)
         async_to_sync(self.base_send)(message)

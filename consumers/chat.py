@@ -317,19 +317,21 @@ class ChatConsumer(AsyncConsumer):
 
     # -- sending -----------------------------------------------------------------------
 
-    async def send(
+    async def say(
         self,
-        text: str | Message,
+        text: str,
         *,
         thread: str | None = None,
         reply_to: str | None = None,
         format: Literal["plain", "markdown"] | None = None,
         native: dict[str, Any] | None = None,
     ) -> None:
-        """Post a message in this conversation (sends ``chat.send``).
+        """Post a text in this conversation (sends ``chat.send``).
+
+        ``send(event)`` is the ASGI ``send`` of every consumer, for a whole event.
 
         Args:
-            text: The text; or a whole event (a mapping with ``type``), sent as it is.
+            text: The text.
             thread: The thread to post in; ``None`` posts in the conversation's thread, or at
                 the top level of a channel or DM conversation.
             reply_to: The id of a message this one answers.
@@ -338,19 +340,15 @@ class ChatConsumer(AsyncConsumer):
                 fallback.
 
         Raises:
-            ConsumerError: ``format`` is not ``"plain"`` or ``"markdown"`` (a ``ValueError``),
-                or keyword arguments came with a whole event.
-            TypeError: ``text`` is neither a str nor a mapping.
+            ConsumerError: ``format`` is not ``"plain"`` or ``"markdown"`` (a ``ValueError``).
+            TypeError: ``text`` is not a str (an event goes to ``send``).
             gateways.GatewayError: The gateway can't do it (e.g. ``native`` or ``markdown``
                 on a platform without them), or the platform refused it.
         """
-        if isinstance(text, Mapping):
-            if thread is not None or reply_to is not None or format is not None or native:
-                raise ConsumerError("send() takes keyword arguments with a text, not an event")
-            await self.base_send(text)
-            return
-        if not isinstance(text, str):
-            raise TypeError(f"send() takes a str text, got {type(text).__name__}")
+        given = _unnarrowed(text)
+        if not isinstance(given, str):
+            hint = "; send(event) sends an event" if isinstance(given, Mapping) else ""
+            raise TypeError(f"say() takes a str text, got {type(given).__name__}{hint}")
         event: dict[str, Any] = {"type": "chat.send", "text": text}
         if thread is not None:
             event["thread"] = thread
@@ -376,12 +374,12 @@ class ChatConsumer(AsyncConsumer):
         Args:
             message: The event answered.
             text: The answer.
-            **kwargs: More keyword arguments of ``send``.
+            **kwargs: More keyword arguments of ``say``.
         """
         thread = message.get("thread_id")
         if thread is not None and "thread" not in kwargs:
             kwargs["thread"] = thread
-        await self.send(text, **kwargs)
+        await self.say(text, **kwargs)
 
     async def react(self, message_id: str, reaction: str, *, remove: bool = False) -> None:
         """Add a reaction to a message (``remove=True`` takes it away); sends ``chat.react``.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import markcoroutinefunction
 
-from consumers.base import ConsumerError, _fail
+from consumers.base import ConsumerError, raise_when_awaited
 from consumers.topics import CompiledTopic, compile_topic, compose
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable
     try:
         return app(scope, receive, send)
     except Exception as exc:
-        return _fail(exc)
+        return raise_when_awaited(exc)
 
 
 class ProtocolTypeRouter:
@@ -64,7 +64,7 @@ class ProtocolTypeRouter:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         application = self.application_mapping.get(scope.get("type"))  # type: ignore[arg-type]
         if application is None:
-            return _fail(
+            return raise_when_awaited(
                 ConsumerError(
                     f"No application for scope type {scope.get('type')!r}; "
                     f"known types: {sorted(self.application_mapping)!r}"
@@ -144,7 +144,7 @@ class TopicRouter:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         topic = scope.get("topic")
         if not isinstance(topic, str):
-            return _fail(
+            return raise_when_awaited(
                 ConsumerError(
                     f"TopicRouter got a scope without a str 'topic' (type {scope.get('type')!r})"
                 )
@@ -161,7 +161,7 @@ class TopicRouter:
             # some 300 bytes more.
             scope["route"] = {"pattern": entry.topic.pattern, "kwargs": kwargs}
             return _call(entry.app, scope, receive, send)
-        return _fail(ConsumerError(f"No route for topic {topic!r}"))
+        return raise_when_awaited(ConsumerError(f"No route for topic {topic!r}"))
 
     __call__ = markcoroutinefunction(__call__)
 
@@ -191,7 +191,7 @@ class ChannelNameRouter:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if "channel" not in scope:
-            return _fail(
+            return raise_when_awaited(
                 ConsumerError(
                     f"ChannelNameRouter got a scope without a 'channel' key "
                     f"(type {scope.get('type')!r}); use it for 'channel' scopes only"
@@ -199,7 +199,7 @@ class ChannelNameRouter:
             )
         application = self.application_mapping.get(scope["channel"])
         if application is None:
-            return _fail(
+            return raise_when_awaited(
                 ConsumerError(
                     f"No application for channel name {scope['channel']!r}; "
                     f"known: {sorted(self.application_mapping)!r}"
@@ -383,7 +383,7 @@ class ConversationRouter:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         conversation = scope.get("conversation")
         if not isinstance(conversation, Mapping):
-            return _fail(
+            return raise_when_awaited(
                 ConsumerError(
                     f"ConversationRouter got a scope without a 'conversation' "
                     f"(type {scope.get('type')!r}); use it for 'chat' scopes only"
@@ -398,7 +398,7 @@ class ConversationRouter:
                 kwargs = {**outer.get("kwargs", {}), **kwargs}
             scope["route"] = {"pattern": entry.pattern, "kwargs": kwargs}
             return _call(entry.app, scope, receive, send)
-        return _fail(
+        return raise_when_awaited(
             ConsumerError(
                 f"No route for chat conversation {conversation.get('id')!r} "
                 f"(kind {conversation.get('kind')!r}, name {conversation.get('name')!r}) "

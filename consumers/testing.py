@@ -31,6 +31,7 @@ from asgiref.testing import ApplicationCommunicator
 from consumers.base import ConsumerError
 
 if TYPE_CHECKING:
+    from layer import ChannelLayer
     from layer.types import (
         ASGIApp,
         ChatActionEvent,
@@ -102,7 +103,7 @@ class MqttCommunicator(_ScopeCommunicator):
         scope_key: str | None = None,
         gateway: str = "test",
         subscription: str | None = None,
-        channel_layer: Any | None = None,
+        channel_layer: ChannelLayer | None = None,
     ) -> None:
         scope: MqttScope = {
             "type": "mqtt",
@@ -230,7 +231,7 @@ class ChatCommunicator(_ScopeCommunicator):
         bot: str | ChatBot = "bot",
         user: str | ChatUser = "alice",
         scope_key: str | None = None,
-        channel_layer: Any | None = None,
+        channel_layer: ChannelLayer | None = None,
     ) -> None:
         self._future = None  # asgiref's __del__ reads it, even when a check below raises
         if kind not in ("direct", "group", "thread"):

@@ -166,7 +166,7 @@ class AlertChat(ThermostatChat):
     groups = (TELEMETRY_GROUP,)
 
     async def telemetry_alert(self, message: dict[str, Any]) -> None:
-        await self.send(
+        await self.say(
             f"Alert: {message['device_id']} at {message['temperature']:.1f} °C, "
             f"above {message['threshold']:.1f} °C"
         )

@@ -248,6 +248,20 @@ async def test_consumer_constructor_error_is_raised_when_awaited() -> None:
         await awaitable
 
 
+async def test_call_is_a_coroutine_function_whose_errors_are_raised_when_awaited() -> None:
+    assert asyncio.iscoroutinefunction(AsyncConsumer().__call__)
+    awaitable = AsyncConsumer()(None, FutureFeed().receive, FutureFeed().send)  # type: ignore[arg-type]
+    with pytest.raises(AttributeError, match="get"):
+        await awaitable
+
+
+async def test_send_refuses_a_str() -> None:
+    with pytest.raises(TypeError, match=r"Recorder\.send\(\) takes an event .* 'hi'$"):
+        await Recorder().send("hi")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"Threaded\.send\(\) takes an event"):
+        Threaded().send("hi")  # type: ignore[arg-type]
+
+
 # -- channel layer ------------------------------------------------------------------------
 
 

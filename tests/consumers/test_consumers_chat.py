@@ -42,13 +42,13 @@ class Thermo(ChatConsumer):
 
     async def receive_reaction(self, message: Any) -> None:
         verb = "added" if message["added"] else "removed"
-        await self.send(f"{message['user']['name']} {verb} {message['reaction']}")
+        await self.say(f"{message['user']['name']} {verb} {message['reaction']}")
 
     async def receive_action(self, message: Any) -> None:
-        await self.send(f"pressed {message['action_id']}={message['value']}")
+        await self.say(f"pressed {message['action_id']}={message['value']}")
 
     async def alert_raised(self, message: Any) -> None:
-        await self.send(f"alert: {message['text']}")
+        await self.say(f"alert: {message['text']}")
 
     @command(help="how many questions so far")
     async def heardof(self, message: Any, args: list[str]) -> str:
@@ -256,13 +256,13 @@ async def test_layer_messages_are_dispatched_by_type(channel_layer: Any) -> None
 async def test_helpers_send_the_events_of_the_spec() -> None:
     class Helpers(ChatConsumer):
         async def receive(self, message: Any) -> None:
-            await self.send("**hi**", format="markdown", native={"blocks": []})
+            await self.say("**hi**", format="markdown", native={"blocks": []})
             await self.react(message["id"], ":thumbsup:")
             await self.react(message["id"], "thumbsup", remove=True)
             await self.typing()
             await self.send({"type": "chat.send", "text": "raw"})
             with pytest.raises(ConsumerError, match="'html'"):
-                await self.send("x", format="html")  # type: ignore[arg-type]
+                await self.say("x", format="html")  # type: ignore[arg-type]
             with pytest.raises(ConsumerError, match="message id and a reaction"):
                 await self.react(message["id"], "::")
             await self.close()
@@ -281,6 +281,42 @@ async def test_helpers_send_the_events_of_the_spec() -> None:
     await chat.disconnect()
 
 
+async def test_say_sends_the_chat_send_event_with_its_keyword_arguments() -> None:
+    class Sayer(ChatConsumer):
+        async def receive(self, message: Any) -> None:
+            await self.say("plain")
+            await self.say("in a thread", thread="t1", reply_to=message["id"], format="plain")
+
+    chat = ChatCommunicator(Sayer.as_asgi())
+    await chat.connect()
+    await chat.say("go", id="9")
+    assert await chat.receive_output() == {"type": "chat.send", "text": "plain"}
+    assert await chat.receive_output() == {
+        "type": "chat.send",
+        "text": "in a thread",
+        "thread": "t1",
+        "reply_to": "9",
+        "format": "plain",
+    }
+    await chat.disconnect()
+
+
+async def test_send_is_the_asgi_send_and_refuses_a_text_naming_say() -> None:
+    consumer = ChatConsumer()
+    sent: list[Any] = []
+
+    async def base_send(message: Any) -> None:
+        sent.append(message)
+
+    consumer.base_send = base_send
+    with pytest.raises(TypeError, match=r"ChatConsumer\.send\(\).* 'hello'.*say\(text\)"):
+        await consumer.send("hello")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"say\(\) takes a str text, got dict; send\(event\)"):
+        await consumer.say({"type": "chat.send", "text": "x"})  # type: ignore[arg-type]
+    await consumer.send({"type": "chat.typing"})
+    assert sent == [{"type": "chat.typing"}]
+
+
 async def test_disconnect_gets_the_reason_and_ends_the_consumer() -> None:
     reasons: list[str] = []
 
@@ -297,7 +333,7 @@ async def test_disconnect_gets_the_reason_and_ends_the_consumer() -> None:
 async def test_an_idle_conversation_on_a_real_gateway_ends_with_reason_idle() -> None:
     class Idle(Thermo):
         async def disconnect(self, reason: Any) -> None:
-            await self.send(f"bye ({reason}, after {self.asked} questions)")
+            await self.say(f"bye ({reason}, after {self.asked} questions)")
 
     stdin = asyncio.StreamReader()
     stdout = io.StringIO()

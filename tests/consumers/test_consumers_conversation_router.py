@@ -24,7 +24,7 @@ def answering(label: str) -> Any:
     class Labelled(ChatConsumer):
         async def receive(self, message: Any) -> None:
             route = self.scope["route"]
-            await self.send(f"{label} {route['pattern']} {route['kwargs']}")
+            await self.say(f"{label} {route['pattern']} {route['kwargs']}")
 
     Labelled.__qualname__ = f"Labelled[{label}]"
     return Labelled.as_asgi()

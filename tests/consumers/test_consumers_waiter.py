@@ -97,7 +97,7 @@ async def test_a_flood_of_events_does_not_starve_layer_messages() -> None:
     await gateway.feed("k", n=0)
     await settle(lambda: "k" in names)
     for n in range(1, 51):  # queued faster than the consumer runs
-        gateway.instances["k"]._deliver({"type": "test.in", "n": n})
+        gateway.instances["k"].offer({"type": "test.in", "n": n})
     await layer.send(names["k"], {"type": "layer.note", "n": 1})
     await settle(lambda: ("layer", 1) in seen)
     # The layer message came in turn, not after the whole backlog of events.

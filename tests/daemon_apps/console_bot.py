@@ -35,7 +35,7 @@ class ConsoleBot(ChatConsumer):
             await self.react(message["id"], "eyes")
 
     async def receive_reaction(self, message: Any) -> None:
-        await self.send(f"{message['user']['name']} reacted {message['reaction']}")
+        await self.say(f"{message['user']['name']} reacted {message['reaction']}")
 
 
 application = ProtocolTypeRouter({"chat": ConsoleBot.as_asgi()})
