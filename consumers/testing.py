@@ -137,6 +137,8 @@ class MqttCommunicator(_ScopeCommunicator):
         qos: int = 0,
         retain: bool = False,
         properties: MqttProperties | None = None,
+        *,
+        dup: bool = False,
     ) -> None:
         """Send an ``mqtt.message`` event (a str payload is encoded as UTF-8).
 
@@ -146,6 +148,7 @@ class MqttCommunicator(_ScopeCommunicator):
             qos: The QoS it arrived with.
             retain: Whether it is a retained message.
             properties: MQTT 5 properties, or ``None``.
+            dup: Whether the broker marked it redelivered (DUP), as after a crash.
         """
         event: MqttMessageEvent = {
             "type": "mqtt.message",
@@ -153,6 +156,7 @@ class MqttCommunicator(_ScopeCommunicator):
             "payload": payload.encode("utf-8") if isinstance(payload, str) else bytes(payload),
             "qos": qos,  # type: ignore[typeddict-item]
             "retain": retain,
+            "dup": dup,
             "properties": properties,
         }
         await self.send_input(event)  # type: ignore[no-untyped-call]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,50 @@ async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
     )
     for communicator in (alerts, elsewhere, device):
         await communicator.disconnect()
+
+
+# -- examples/idempotent: at least once, handled idempotently --------------------------------
+
+IDEMPOTENT = Path(__file__).resolve().parent.parent / "examples" / "idempotent"
+
+
+@pytest.fixture
+def readings(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.syspath_prepend(str(IDEMPOTENT))
+    sys.modules.pop("readings", None)
+    import readings
+
+    readings.READINGS.clear()
+    yield readings
+    sys.modules.pop("readings", None)
+
+
+async def test_a_reading_delivered_again_is_stored_once(
+    readings: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="readings")
+    communicator = MqttCommunicator(readings.application, "devices/d1/readings")
+    await communicator.connect()
+    first = json.dumps({"seq": 1, "temperature": 21.5})
+    await communicator.send_message(first, qos=1)
+    # The broker sends it again after a crash, marked dup: nothing changes.
+    await communicator.send_message(first.replace("21.5", "99"), qos=1, dup=True)
+    # A redelivered reading never stored before (the crash came first) is stored.
+    await communicator.send_message(json.dumps({"seq": 2, "temperature": 22.0}), qos=1, dup=True)
+    await communicator.receive_nothing()
+    assert readings.READINGS == {("d1", 1): 21.5, ("d1", 2): 22.0}
+    assert "reading 1 of d1 came again; stored already" in caplog.text
+    await communicator.disconnect()
+
+
+def test_the_idempotent_example_file_is_valid() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gateways", "check", str(IDEMPOTENT / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
