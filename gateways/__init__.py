@@ -17,7 +17,6 @@ serves any ASGI 3 application.
 
 from __future__ import annotations
 
-import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -63,18 +62,11 @@ _ADAPTER_NAMES = {
     "MqttGateway": "gateways.mqtt",
     "MqttGatewayOptions": "gateways.mqtt",
 }
-_RENAMED = {"MQTTGateway": "MqttGateway", "MQTTGatewayOptions": "MqttGatewayOptions"}
 
 
 def __getattr__(name: str) -> Any:
     """The adapters' classes on first use; the names before 0.2 with a ``DeprecationWarning``."""
-    if name in _RENAMED:
-        warnings.warn(
-            f"gateways.{name} is now {_RENAMED[name]}; the old name goes in 0.3",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        name = _RENAMED[name]
+    name = moved.renamed(__name__, name)
     if name in _ADAPTER_NAMES:
         return getattr(import_module(_ADAPTER_NAMES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
-__all__ = ["MOVED_MODULES", "install"]
+__all__ = ["MOVED_MODULES", "RENAMED", "install", "renamed"]
 
 #: Old module path -> its new home.
 MOVED_MODULES: dict[str, str] = {
@@ -44,6 +44,22 @@ MOVED_MODULES: dict[str, str] = {
     "gateways.slack_testing_api": "gateways.testing.slack_api",
     "gateways.slack_testing_socket": "gateways.testing.slack_socket",
 }
+
+
+#: Names before 0.2 -> their names now (``MQTTGateway`` -> ``MqttGateway``).
+RENAMED: dict[str, str] = {"MQTTGateway": "MqttGateway", "MQTTGatewayOptions": "MqttGatewayOptions"}
+
+
+def renamed(module: str, name: str) -> str:
+    """The name ``name`` now has, with a ``DeprecationWarning`` when it is an old one (for a
+    module's ``__getattr__``); ``name`` itself when it was not renamed."""
+    new = RENAMED.get(name)
+    if new is None:
+        return name
+    warnings.warn(
+        f"{module}.{name} is now {new}; the old name goes in 0.3", DeprecationWarning, stacklevel=3
+    )
+    return new
 
 
 class MovedModuleLoader(importlib.abc.Loader):

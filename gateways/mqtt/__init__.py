@@ -14,25 +14,19 @@ with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from gateways.moved import renamed
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.gateway import MqttGateway
 from gateways.mqtt.options import MqttGatewayOptions
 
 __all__ = ["EmbeddedBroker", "MqttGateway", "MqttGatewayOptions"]
 
-_RENAMED = {"MQTTGateway": "MqttGateway", "MQTTGatewayOptions": "MqttGatewayOptions"}
-
 
 def __getattr__(name: str) -> Any:
     """The names before 0.2 (``MQTTGateway``), with a ``DeprecationWarning``."""
-    if name in _RENAMED:
-        warnings.warn(
-            f"gateways.mqtt.{name} is now {_RENAMED[name]}; the old name goes in 0.3",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[_RENAMED[name]]
+    new = renamed(__name__, name)
+    if new != name:
+        return globals()[new]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
