@@ -90,11 +90,9 @@ def load_config_text(
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigError(errors=problems)
     try:
-        config = Config.model_validate(data)
+        return Config.from_source(data, source)
     except ValidationError as exc:
         raise config_error_from_validation(exc, data=data, model=Config, source=source) from None
-    config._source = source
-    return config
 
 
 def _yaml() -> YAML:

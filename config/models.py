@@ -269,6 +269,21 @@ class Config(_Model):
             return NotImplemented
         return type(other) is type(self) and self.__dict__ == other.__dict__
 
+    @classmethod
+    def from_source(cls, data: Any, source: SourceMap) -> Config:
+        """Validate ``data`` read from a YAML file, remembering where each key was.
+
+        Args:
+            data: The file's contents as plain Python values.
+            source: The file name and the line of each key path in it.
+
+        Raises:
+            pydantic.ValidationError: ``data`` is not a valid configuration.
+        """
+        config = cls.model_validate(data)
+        config._source = source
+        return config
+
     @property
     def file(self) -> str | None:
         """Name of the file this configuration was loaded from, if any."""
