@@ -155,3 +155,29 @@ async def test_nothing_the_broker_acknowledged_is_lost(
         f"{protocol} QoS {qos}: 0 lost of {MESSAGES}; {len(twice)} handled twice; "
         f"{len(redelivered)} marked dup"
     )
+
+
+async def test_a_daemon_started_while_the_broker_is_away_waits_for_it(
+    make_mosquitto: Any, tmp_path: Path
+) -> None:
+    broker = make_mosquitto(persistence=True)
+    broker.stop()  # away when the daemon starts
+    record = tmp_path / "handled.log"
+    daemon = Daemon(
+        ledger_config(tmp_path, "5", 1), {"MQTT_URL": broker.url, "RECORD_FILE": str(record)}
+    )
+    try:
+        await asyncio.sleep(3)  # several connection attempts
+        assert daemon.process.poll() is None, "the daemon exited while the broker was away"
+        broker.start()
+        await broker.wait_log("ledger 1 devices/+/telemetry", timeout=40)
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            await client.publish("devices/d0/telemetry", b"7", qos=1)
+        async with asyncio.timeout(10):
+            while not recorded(record):
+                await asyncio.sleep(0.05)
+        assert recorded(record) == [(7, False)]
+        assert await asyncio.to_thread(daemon.stop, signal.SIGTERM) == 0
+    finally:
+        daemon.stop(signal.SIGKILL)
+    assert "cannot connect to" in daemon.output
