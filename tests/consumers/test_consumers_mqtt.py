@@ -46,6 +46,7 @@ async def test_hooks_get_connect_messages_and_disconnect_reason() -> None:
             "payload": b"\x00\x01",
             "qos": 1,
             "retain": True,
+            "dup": False,
             "properties": {"topic_alias": 3},
         },
         ("disconnect", "idle"),

@@ -68,6 +68,7 @@ async def test_send_message_fills_in_the_event() -> None:
         "payload": b"text",
         "qos": 0,
         "retain": False,
+        "dup": False,
         "properties": None,
     }
     await communicator.send_message(b"raw", topic="a/c", qos=2, retain=True)
