@@ -23,6 +23,7 @@ from config.models import (
     LogLevel,
     WorkersConfig,
 )
+from config.monitoring import MonitoringConfig
 from config.redaction import (
     SECRET_MASK,
     OptionsModel,
@@ -45,6 +46,7 @@ __all__ = [
     "LayerConfig",
     "LogLevel",
     "LoggingConfig",
+    "MonitoringConfig",
     "OptionsModel",
     "RedactedReprMixin",
     "SourceMap",

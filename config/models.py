@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from config.errors import ConfigError, ConfigPath, ImportFromStringError
 from config.importing import import_from_string, split_import_path
+from config.monitoring import MonitoringConfig
 from config.redaction import RedactedReprMixin
 from config.source import SourceMap
 from config.validation import config_error_from_validation
@@ -42,6 +43,9 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+#: ``logging.format`` for one JSON object per line (``config.logjson.JsonLogFormatter``).
+JSON_LOG_FORMAT = "json"
 
 # Gateway names end up in scopes, channel names and metric labels: the Channels name alphabet.
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,99}")
@@ -61,11 +65,14 @@ def _level_name(value: str) -> str:
 
 
 def _log_format(value: str) -> str:
+    if value.strip().lower() == JSON_LOG_FORMAT:
+        return JSON_LOG_FORMAT
     try:
         logging.Formatter(value)
     except ValueError:
         raise ValueError(
-            "must be a %-style logging format, e.g. '%(levelname)s %(name)s: %(message)s'"
+            "must be a %-style logging format, e.g. '%(levelname)s %(name)s: %(message)s', "
+            "or 'json' for one JSON object per line"
         ) from None
     return value
 
@@ -130,7 +137,9 @@ class LoggingConfig(_Model):
 
     Attributes:
         level: Level of the root logger.
-        format: ``%``-style format of every record, written to standard error.
+        format: ``%``-style format of every record, written to standard error; or ``json``
+            for one JSON object per line (``time``, ``level``, ``logger``, ``message``, then
+            ``exception``, ``gateway``, ``scope`` where known; see :mod:`config.logjson`).
         loggers: Levels of named loggers, e.g. ``{"aiomqtt": "WARNING"}``.
     """
 
@@ -148,7 +157,7 @@ class LoggingConfig(_Model):
         return {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"default": {"format": self.format}},
+            "formatters": {"default": self._formatter()},
             "handlers": {
                 "stderr": {
                     "class": "logging.StreamHandler",
@@ -159,6 +168,28 @@ class LoggingConfig(_Model):
             "root": {"level": self.level, "handlers": ["stderr"]},
             "loggers": {name: {"level": level} for name, level in self.loggers.items()},
         }
+
+    @property
+    def is_json(self) -> bool:
+        """Whether records are written as JSON lines (``format: json``)."""
+        return self.format == JSON_LOG_FORMAT
+
+    def choose_format(self, kind: Literal["text", "json"]) -> None:
+        """Override the file's format, as ``--log-format`` does.
+
+        Args:
+            kind: ``"json"`` for JSON lines; ``"text"`` for the file's ``%``-style format, or
+                the default one if the file says ``json``.
+        """
+        if kind == "json":
+            self.format = JSON_LOG_FORMAT
+        elif self.is_json:
+            self.format = DEFAULT_LOG_FORMAT
+
+    def _formatter(self) -> dict[str, Any]:
+        if self.is_json:
+            return {"()": "config.logjson.JsonLogFormatter"}
+        return {"format": self.format}
 
     def apply(self) -> None:
         """Configure the standard library's ``logging`` from this section.
@@ -231,6 +262,8 @@ class Config(_Model):
         gateways: Gateway name -> gateway; at least one, unless ``workers`` is given.
         logging: Logging levels and format.
         shutdown_timeout: Seconds to let scopes drain after SIGTERM before cancelling them.
+        monitoring: The HTTP server of ``/metrics``, ``/healthz`` and ``/readyz``, or
+            ``None`` (the default) for none.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
@@ -242,6 +275,7 @@ class Config(_Model):
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     shutdown_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    monitoring: MonitoringConfig | None = None
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from prometheus_client import REGISTRY, Counter
@@ -67,6 +67,12 @@ class MqttConsumer(AsyncConsumer):
                 if float(message["payload"]) > 30:
                     await self.publish(f"devices/{device}/fan", "on", qos=1)
     """
+
+    #: What this consumer publishes, for documentation only (``asgi-gateway asyncapi``,
+    #: ``docs/asyncapi.md``): topic templates, whose levels are literal text or ``{name}``
+    #: captures, to the pydantic model of their payloads (``None``: no schema), e.g.
+    #: ``{"devices/{device_id}/state": State}``. ``publish`` does not check against it.
+    publishes: ClassVar[Mapping[str, type[BaseModel] | None]] = {}
 
     async def mqtt_connect(self, message: Any) -> None:
         await self.connect()

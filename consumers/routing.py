@@ -33,6 +33,7 @@ __all__ = [
     "Route",
     "TopicRouter",
     "chat_route",
+    "describe_app",
     "route",
 ]
 
@@ -44,6 +45,24 @@ def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Awaitable
         return app(scope, receive, send)
     except Exception as exc:
         return raise_when_awaited(exc)
+
+
+def describe_app(app: ASGIApp) -> dict[str, Any]:
+    """What a route's application declares, as plain data for documentation tools.
+
+    Returns:
+        ``app``; ``consumer``: the class behind ``Consumer.as_asgi()`` (its
+        ``consumer_class``), else ``None``; ``model``: that class's ``model`` (a pydantic
+        model of its payloads, ``JsonMqttConsumer``), else ``None``; ``publishes``: a copy of
+        its ``publishes`` mapping (``MqttConsumer``), else ``{}``.
+    """
+    consumer = getattr(app, "consumer_class", None)
+    return {
+        "app": app,
+        "consumer": consumer,
+        "model": getattr(consumer, "model", None),
+        "publishes": dict(getattr(consumer, "publishes", None) or {}),
+    }
 
 
 class ProtocolTypeRouter:
@@ -78,6 +97,24 @@ class ProtocolTypeRouter:
         """The MQTT topic filters of the ``"mqtt"`` application, or ``[]`` when it has none."""
         method = getattr(self.application_mapping.get("mqtt"), "topic_filters", None)
         return list(method()) if callable(method) else []
+
+    def describe(self) -> dict[str, list[dict[str, Any]]]:
+        """What each scope type's application serves, as plain data (``asgi-gateway asyncapi``).
+
+        Returns:
+            Scope type to the ``describe()`` of its application (a ``TopicRouter``,
+            ``ConversationRouter`` or ``ChannelNameRouter``); an application without
+            ``describe`` (a consumer) gives one entry with ``pattern`` ``None`` and the
+            keys of ``describe_app``.
+        """
+        described: dict[str, list[dict[str, Any]]] = {}
+        for scope_type, application in self.application_mapping.items():
+            method = getattr(application, "describe", None)
+            if callable(method):
+                described[scope_type] = list(method())
+            else:
+                described[scope_type] = [{"pattern": None, **describe_app(application)}]
+        return described
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +209,27 @@ class TopicRouter:
         a message once per matching filter (MQTT 5.0 section 3.3.4).
         """
         return list(dict.fromkeys(entry.topic.topic_filter for entry in self.routes))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The routes as plain data, for documentation (``asgi-gateway asyncapi``).
+
+        Returns:
+            One dict per route, in matching order: ``pattern`` (the full pattern,
+            ``"devices/{device_id}/telemetry"``), ``topic_filter`` (``"devices/+/telemetry"``),
+            ``captures`` (``("device_id",)``), ``multi_level`` (the pattern ends in ``#`` or
+            ``{name:#}``), and the keys of ``describe_app`` (``consumer``, ``model``,
+            ``publishes``).
+        """
+        return [
+            {
+                "pattern": entry.topic.pattern,
+                "topic_filter": entry.topic.topic_filter,
+                "captures": entry.topic.captures,
+                "multi_level": entry.topic.multi_level,
+                **describe_app(entry.app),
+            }
+            for entry in self.routes
+        ]
 
 
 class ChannelNameRouter:
@@ -407,3 +465,20 @@ class ConversationRouter:
         )
 
     __call__ = markcoroutinefunction(__call__)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The routes as plain data, for documentation (``asgi-gateway asyncapi``).
+
+        Returns:
+            One dict per route, in matching order: ``pattern`` (``"name=alerts"``, ``"*"``),
+            ``criteria`` (key to its patterns as written, ``{"name": "alerts"}``), and the
+            keys of ``describe_app``.
+        """
+        return [
+            {
+                "pattern": entry.pattern,
+                "criteria": {c.key: c.text for c in entry.criteria},
+                **describe_app(entry.app),
+            }
+            for entry in self.routes
+        ]

@@ -45,6 +45,7 @@ from pydantic import Field
 from config import OptionsModel
 from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
+from gateways.metrics import GatewayStats
 from layer import ChannelLayer
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
@@ -160,9 +161,20 @@ class Gateway(abc.ABC):
         self._opened = SCOPES_OPENED.labels(name)
         self._crashed = SCOPES_CRASHED.labels(name)
         self._live = SCOPES_LIVE.labels(name)
+        #: Events received and sent, and handling times (``asgi_gateway_events_received_total``...).
+        self.stats = GatewayStats(name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} scopes={len(self.instances)}>"
+
+    @property
+    def connected(self) -> bool:
+        """Whether the transport is connected now (``/readyz`` of the monitoring server).
+
+        Here: whether the gateway is started and not stopping; a gateway that knows better (an
+        MQTT or IRC connection that can drop) overrides it.
+        """
+        return self._accepting
 
     # -- what a subclass implements ----------------------------------------------------
 
@@ -239,6 +251,7 @@ class Gateway(abc.ABC):
                     self.name,
                     len(pending),
                     drain_timeout,
+                    extra={"gateway": self.name},
                 )
                 for task in pending:
                     task.cancel()
@@ -248,6 +261,7 @@ class Gateway(abc.ABC):
                 "Gateway %r dropped %d events that arrived while it was stopping",
                 self.name,
                 self._stopping_drops,
+                extra={"gateway": self.name},
             )
         await self.close_transport()
 
@@ -336,6 +350,7 @@ class Gateway(abc.ABC):
         Raises:
             GatewayError: No instance of ``key`` is live and no ``scope`` was given.
         """
+        self.stats.received += 1
         while True:
             instance = self.instances.get(key)
             if instance is None:
@@ -369,7 +384,13 @@ class Gateway(abc.ABC):
             self.pinned.discard(instance.key)
         self._ending[instance.task] = instance
         SCOPES_ENDED.labels(self.name, reason).inc()
-        logger.debug("Gateway %r: ending scope %r (%s)", self.name, instance.key, reason)
+        logger.debug(
+            "Gateway %r: ending scope %r (%s)",
+            self.name,
+            instance.key,
+            reason,
+            extra={"gateway": self.name, "scope": instance.key},
+        )
         instance.put_nowait({"type": self.disconnect_type, "reason": reason})
         instance.grace_handle = asyncio.get_running_loop().call_later(
             self.options.disconnect_grace, instance.task.cancel
@@ -398,7 +419,10 @@ class Gateway(abc.ABC):
             self.scope_finished(instance)
         except Exception:
             logger.exception(
-                "Gateway %r: scope_finished() raised for scope %r", self.name, instance.key
+                "Gateway %r: scope_finished() raised for scope %r",
+                self.name,
+                instance.key,
+                extra={"gateway": self.name, "scope": instance.key},
             )
         if task.cancelled():
             if instance.ending is None:
@@ -406,6 +430,7 @@ class Gateway(abc.ABC):
                     "Gateway %r: application instance for scope %r was cancelled",
                     self.name,
                     instance.key,
+                    extra={"gateway": self.name, "scope": instance.key},
                 )
             return
         exc = task.exception()
@@ -417,6 +442,7 @@ class Gateway(abc.ABC):
                 self.name,
                 instance.key,
                 exc_info=exc,
+                extra={"gateway": self.name, "scope": instance.key},
             )
 
     async def _sweep(self, idle_timeout: float) -> None:

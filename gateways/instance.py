@@ -8,6 +8,9 @@ When an event counts as *handled*: when the application asks for the next event
 last given was handled. A gateway that sets ``tracks_handling`` is told of each through
 ``event_handled(instance, event)``: the MQTT gateway acknowledges a QoS 1 message to the
 broker only then (at least once, ``docs/mqtt.md``).
+
+Each instance counts, in its gateway's ``GatewayStats`` (``gateways.metrics``), the events
+the application sent that the gateway carried out and how long it took over each event.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections import deque
 from typing import Any, Protocol
 
 from gateways.errors import GatewayError
+from gateways.metrics import GatewayStats
+from gateways.metrics import clock as _clock
 from layer.types import DisconnectReason, Message, Scope
 
 __all__ = ["QueueOptions", "ScopeInstance", "ScopeOwner"]
@@ -37,6 +42,7 @@ class ScopeOwner(Protocol):
     name: str
     close_event_type: str
     disconnect_type: str
+    stats: GatewayStats
 
     @property
     def tracks_handling(self) -> bool:
@@ -64,6 +70,7 @@ class ScopeInstance:
     """
 
     __slots__ = (
+        "_delivered",
         "_in_hand",
         "_queue",
         "_space",
@@ -92,6 +99,9 @@ class ScopeInstance:
         #: The event last given to the application, until it asks for the next one (then
         #: that event was handled); kept only when ``gateway.tracks_handling``.
         self._in_hand: Message | None = None
+        #: When (``time.perf_counter()``) the event the application works on now was given to
+        #: it; 0.0 while it waits for one.
+        self._delivered = 0.0
 
     def __repr__(self) -> str:
         return f"<ScopeInstance gateway={self.gateway.name!r} key={self.key!r}>"
@@ -140,6 +150,9 @@ class ScopeInstance:
             future: A Future of the running loop; left alone if it is done already.
         """
         gateway = self.gateway
+        if self._delivered:
+            gateway.stats.handled(_clock() - self._delivered)
+            self._delivered = 0.0
         if self._in_hand is not None:
             handled, self._in_hand = self._in_hand, None
             gateway.event_handled(self, handled)
@@ -148,6 +161,7 @@ class ScopeInstance:
             if not future.done():
                 event = queue.popleft()
                 future.set_result(event)
+                self._delivered = _clock()
                 if gateway.tracks_handling:
                     self._in_hand = event
                 if not queue:
@@ -173,6 +187,7 @@ class ScopeInstance:
             gateway.end(self, "closed")
             return
         await gateway.handle_send(self, message)
+        gateway.stats.sent += 1
 
     # -- the gateway's side ------------------------------------------------------------
 
@@ -191,6 +206,7 @@ class ScopeInstance:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(event)
+                self._delivered = _clock()
                 if self.gateway.tracks_handling:
                     self._in_hand = event
                 return True

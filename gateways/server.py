@@ -10,6 +10,9 @@ disconnect event, a drain of up to ``shutdown_timeout`` seconds, then the transp
 Workers (``gateways.worker.Worker``, the ``workers:`` section, ``asgi-gateway worker``) start
 before the gateways and stop after them, so work the gateways' consumers hand off while
 draining still finds its worker.
+
+The monitoring server (the ``monitoring:`` section, ``gateways.monitoring``) starts before
+everything else, so ``/healthz`` answers during start-up, and stops last.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from config import Config, ConfigError
 from gateways.base import Gateway, GatewayError
@@ -26,6 +30,9 @@ from gateways.registry import resolve_gateway
 from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
 from layer.types import ASGIApp
+
+if TYPE_CHECKING:
+    from gateways.monitoring import MonitoringServer
 
 __all__ = ["Daemon"]
 
@@ -42,6 +49,7 @@ class Daemon:
         shutdown_timeout: Seconds each gateway may drain on stop.
         workers: Workers (``gateways.worker.Worker``), started before the gateways and
             stopped after them.
+        monitoring: The monitoring server, started first and stopped last; or ``None``.
     """
 
     def __init__(
@@ -52,10 +60,12 @@ class Daemon:
         channel_layer: ChannelLayer | None = None,
         shutdown_timeout: float = 10.0,
         workers: Sequence[Gateway] = (),
+        monitoring: MonitoringServer | None = None,
     ) -> None:
         self.application = application
         self.gateways = gateways
         self.workers = list(workers)
+        self.monitoring = monitoring
         self.channel_layer = channel_layer
         self.shutdown_timeout = shutdown_timeout
         self._stop: asyncio.Event | None = None
@@ -91,13 +101,15 @@ class Daemon:
                     options=options,
                 )
             )
-        return cls(
+        daemon = cls(
             application,
             gateways,
             channel_layer=channel_layer,
             shutdown_timeout=config.shutdown_timeout,
             workers=workers,
         )
+        daemon.monitoring = _monitoring(config, daemon)
+        return daemon
 
     @classmethod
     def for_worker(cls, config: Config, channels: Sequence[str] | None = None) -> Daemon:
@@ -138,13 +150,15 @@ class Daemon:
             )
         options = config.validate_worker_options(WorkerOptions)
         worker = Worker(application, names, channel_layer=channel_layer, options=options)
-        return cls(
+        daemon = cls(
             application,
             [],
             channel_layer=channel_layer,
             shutdown_timeout=config.shutdown_timeout,
             workers=[worker],
         )
+        daemon.monitoring = _monitoring(config, daemon)
+        return daemon
 
     def request_stop(self) -> None:
         """Ask a running ``serve()`` to stop gracefully (what SIGINT and SIGTERM do)."""
@@ -159,12 +173,14 @@ class Daemon:
                 stop (a second signal cancels the drain).
 
         Raises:
-            GatewayError: A gateway failed to start or failed for good while serving; the
-                others were stopped gracefully first.
+            GatewayError: The monitoring server or a gateway failed to start, or a gateway
+                failed for good while serving; the others were stopped gracefully first.
         """
         self._stop = stop = asyncio.Event()
         started: list[Gateway] = []
         failure: BaseException | None = None
+        if self.monitoring is not None:
+            await self.monitoring.start()
         with self._signals(handle_signals):
             try:
                 for gateway in [*self.workers, *self.gateways]:
@@ -185,6 +201,8 @@ class Daemon:
                     *(g.stop(self.shutdown_timeout) for g in workers), return_exceptions=True
                 )
                 await _close_layer(self.channel_layer)
+                if self.monitoring is not None:
+                    await self.monitoring.stop()
                 logger.info("Stopped")
         if failure is not None:
             raise GatewayError(str(failure)) from failure
@@ -228,6 +246,21 @@ def _application_and_layer(config: Config) -> tuple[ASGIApp, ChannelLayer]:
     except Exception as exc:
         raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
     return application, channel_layer
+
+
+def _monitoring(config: Config, daemon: Daemon) -> MonitoringServer | None:
+    """The monitoring server the ``monitoring:`` section asks for, reporting on the daemon's
+    workers and gateways; ``None`` without the section."""
+    if config.monitoring is None:
+        return None
+    # Imported here: `import gateways` loads no aiohttp (tests/gateways/test_layout.py).
+    from gateways.monitoring import MonitoringServer
+
+    return MonitoringServer(
+        config.monitoring.host,
+        config.monitoring.port,
+        lambda: [*daemon.workers, *daemon.gateways],
+    )
 
 
 async def _close_layer(channel_layer: ChannelLayer | None) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -60,10 +60,23 @@ class Telemetry(BaseModel):
     temperature: float
 
 
+class State(BaseModel):
+    """A device's state, published after each reading and in answer to ``get``."""
+
+    last: float | None
+    avg: float | None
+    count: int
+
+
 class DeviceConsumer(JsonMqttConsumer):
     """One instance per device: the last reading, a running average, the count."""
 
     model = Telemetry
+    # What it publishes, for `asgi-gateway asyncapi` (docs/asyncapi.md); documentation only.
+    publishes: ClassVar[dict[str, type[BaseModel]]] = {
+        "devices/{device_id}/state": State,
+        "devices/{device_id}/state/reply": State,
+    }
     groups = (TELEMETRY_GROUP, DEVICES_GROUP)
 
     async def connect(self) -> None:

@@ -235,6 +235,7 @@ class Acknowledgements:
                         self.gateway,
                         instance.key,
                         last.get("topic"),
+                        extra={"gateway": self.gateway, "scope": instance.key},
                     )
                 self.release(last.delivery)
         return [e for e in unhandled if e.delivery is not None]

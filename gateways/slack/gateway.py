@@ -153,6 +153,18 @@ class SlackGateway(ChatGateway):
         )
 
     @property
+    def connected(self) -> bool:
+        """Socket Mode: whether the WebSocket to Slack is open now (slack_sdk reconnects it);
+        HTTP mode: whether the Events API listener serves."""
+        if not self._serving:
+            return False
+        if self._socket is None:
+            return self._runner is not None
+        client = self._socket.client
+        session = client.current_session
+        return not (client.closed or client.stale or session is None or session.closed)
+
+    @property
     def http_url(self) -> str | None:
         """HTTP mode: the Request URL the gateway serves (``http://127.0.0.1:3000/slack/events``),
         with the port actually bound; ``None`` in Socket Mode or before start."""
