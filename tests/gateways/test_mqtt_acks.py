@@ -77,6 +77,30 @@ class Recorder:
                 await self.changed.wait()
 
 
+async def serve_once(
+    name: str,
+    app: Recorder,
+    settings: MqttGatewayOptions,
+    mqtt_client: Any,
+    publish: list[str],
+    *,
+    wait_for: int,
+    drain_timeout: float = 2.0,
+) -> None:
+    """Start a gateway on the persistent session of ``settings``, publish ``publish`` on
+    ``d/1`` at QoS 1, wait until ``app`` saw ``wait_for`` messages, then stop it."""
+    gateway = MqttGateway(name, app, settings)
+    await gateway.start()
+    try:
+        if publish:
+            async with mqtt_client(settings.broker) as probe:
+                for payload in publish:
+                    await probe.publish("d/1", payload, qos=1)
+        await app.wait_for(wait_for)
+    finally:
+        await gateway.stop(drain_timeout=drain_timeout)
+
+
 def test_manual_acks_is_set_on_the_paho_client_under_aiomqtt() -> None:
     """The one private reach into aiomqtt (Client._client): fails here first if it moves."""
     assert importlib.metadata.version("aiomqtt").startswith("2.5.")
@@ -107,25 +131,13 @@ async def test_what_was_not_handled_at_stop_comes_back_marked_dup(
     broker = make_mosquitto(persistence=True)
     settings = options(broker, protocol)
     first = Recorder(block=True)
-    gateway = MqttGateway("acks", first, settings)
-    await gateway.start()
-    try:
-        async with mqtt_client(broker.url) as probe:
-            for index in range(5):
-                await probe.publish("d/1", str(index), qos=1)
-            await first.wait_for(1)
-    finally:
-        # The instance is still on message 0: cancelled after the drain, nothing handled.
-        await gateway.stop(drain_timeout=0.2)
+    # Stopped while the instance is still on message 0: cancelled after the drain.
+    published = [str(index) for index in range(5)]
+    await serve_once("acks", first, settings, mqtt_client, published, wait_for=1, drain_timeout=0.2)
     assert first.payloads() == [b"0"]
 
     second = Recorder()
-    again = MqttGateway("acks", second, settings)
-    await again.start()
-    try:
-        await second.wait_for(5)
-    finally:
-        await again.stop(drain_timeout=2)
+    await serve_once("acks", second, settings, mqtt_client, [], wait_for=5)
     assert second.payloads() == [b"0", b"1", b"2", b"3", b"4"]
     assert all(dup for _, dup, _ in second.seen)  # the broker had sent each before
 
@@ -137,25 +149,10 @@ async def test_what_was_handled_is_not_delivered_again(
     broker = make_mosquitto(persistence=True)
     settings = options(broker, protocol)
     first = Recorder()
-    gateway = MqttGateway("acks-handled", first, settings)
-    await gateway.start()
-    try:
-        async with mqtt_client(broker.url) as probe:
-            for index in range(3):
-                await probe.publish("d/1", str(index), qos=1)
-            await first.wait_for(3)
-    finally:
-        await gateway.stop(drain_timeout=2)
+    await serve_once("acks-handled", first, settings, mqtt_client, ["0", "1", "2"], wait_for=3)
 
     second = Recorder()
-    again = MqttGateway("acks-handled", second, settings)
-    await again.start()
-    try:
-        async with mqtt_client(broker.url) as probe:
-            await probe.publish("d/1", "after", qos=1)
-        await second.wait_for(1)
-    finally:
-        await again.stop(drain_timeout=2)
+    await serve_once("acks-handled", second, settings, mqtt_client, ["after"], wait_for=1)
     assert second.seen == [(b"after", False, 1)]
 
 
@@ -166,29 +163,14 @@ async def test_a_message_that_crashes_its_consumer_is_acknowledged_once(
     settings = options(broker, "5")
     name = f"acks-crash-{next(_names)}"
     first = Recorder()
-    gateway = MqttGateway(name, first, settings)
-    await gateway.start()
-    try:
-        async with mqtt_client(broker.url) as probe:
-            for payload in ("boom", "ok-1", "ok-2"):
-                await probe.publish("d/1", payload, qos=1)
-            await first.wait_for(3)
-    finally:
-        await gateway.stop(drain_timeout=2)
+    await serve_once(name, first, settings, mqtt_client, ["boom", "ok-1", "ok-2"], wait_for=3)
     # The messages queued behind the crash went to a fresh instance of the scope.
     assert first.payloads() == [b"boom", b"ok-1", b"ok-2"]
     failed = REGISTRY.get_sample_value("asgi_gateway_mqtt_messages_failed_total", {"gateway": name})
     assert failed == 1
 
     second = Recorder()
-    again = MqttGateway(name, second, settings)
-    await again.start()
-    try:
-        async with mqtt_client(broker.url) as probe:
-            await probe.publish("d/1", "after", qos=1)
-        await second.wait_for(1)
-    finally:
-        await again.stop(drain_timeout=2)
+    await serve_once(name, second, settings, mqtt_client, ["after"], wait_for=1)
     assert second.payloads() == [b"after"]  # no poison loop
 
 
