@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 from pydantic import Field, model_validator
 
@@ -36,7 +36,13 @@ from layer.types import (
     Scope,
 )
 
-__all__ = ["SEND_EVENT_TYPES", "ChatGateway", "ChatGatewayOptions", "OpenConversation"]
+__all__ = [
+    "SEND_EVENT_TYPES",
+    "ChatGateway",
+    "ChatGatewayOptions",
+    "ConversationHost",
+    "OpenConversation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +97,29 @@ class ChatGatewayOptions(GatewayOptions):
         if len({c.id for c in self.conversations}) < len(self.conversations):
             raise ValueError("conversations: each id may be listed once")
         return self
+
+
+class ConversationHost(Protocol):
+    """What an adapter's inner modules (reading a platform's events) use of its chat
+    gateway to reach a conversation: ``ChatGateway.conversation_for`` and ``dispatch_chat``.
+    ``ChatGateway`` is one; an inner module types its gateway with it (or a Protocol that
+    extends it) instead of importing the adapter's gateway class back."""
+
+    def conversation_for(
+        self,
+        *,
+        channel_id: str,
+        kind: Literal["direct", "group"],
+        name: str | None,
+        thread_id: str | None,
+        user_id: str,
+    ) -> tuple[str, ChatConversation]:
+        """The scope key and conversation of an event."""
+        ...
+
+    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
+        """Deliver an event to the conversation's instance."""
+        ...
 
 
 class ChatGateway(Gateway):

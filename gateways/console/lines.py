@@ -17,8 +17,9 @@ import itertools
 import re
 from collections import deque
 from collections.abc import Iterator
-from typing import Literal, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
+from gateways.chat import ConversationHost
 from gateways.containers import BoundedMap
 from layer.types import ChatConversation, ChatUser, Message
 
@@ -96,7 +97,7 @@ class MessageLog:
         return self._said.items()
 
 
-class Console(Protocol):
+class Console(ConversationHost, Protocol):
     """What the lines use of the console gateway (``ConsoleGateway`` is one): the simulated
     user and where they are (which the control lines change), the messages said, output,
     and the chat gateway's ``conversation_for`` and ``dispatch_chat``."""
@@ -129,22 +130,6 @@ class Console(Protocol):
 
     def write(self, line: str) -> None:
         """Print a line on the console."""
-        ...
-
-    def conversation_for(
-        self,
-        *,
-        channel_id: str,
-        kind: Literal["direct", "group"],
-        name: str | None,
-        thread_id: str | None,
-        user_id: str,
-    ) -> tuple[str, ChatConversation]:
-        """The scope key and conversation of an event (``ChatGateway.conversation_for``)."""
-        ...
-
-    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
-        """Deliver an event to the conversation's instance (``ChatGateway.dispatch_chat``)."""
         ...
 
 

@@ -10,7 +10,7 @@ those of ``docs/specs/chat.md``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client import Counter
@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from gateways.chat import ConversationHost
 from gateways.containers import BoundedMap, Recent
 from gateways.slack.events import (
     DELIVERED_SUBTYPES,
@@ -28,7 +29,7 @@ from gateways.slack.events import (
     mentions,
     thread_of,
 )
-from layer.types import ChatBot, ChatConversation, ChatUser, Message
+from layer.types import ChatBot, ChatConversation, ChatUser
 
 __all__ = ["DUPLICATES", "InboundHost", "SlackInbound"]
 
@@ -45,7 +46,7 @@ DUPLICATES = Counter(
 _NOT_NAMES = frozenset({"directmessage", "privategroup"})
 
 
-class InboundHost(Protocol):
+class InboundHost(ConversationHost, Protocol):
     """What ``SlackInbound`` uses of the gateway it works for, all public (``SlackGateway``
     is one): its name, the bot's identity, the chat gateway's ``conversation_for`` and
     ``dispatch_chat``, and the Web API client for name lookups."""
@@ -63,22 +64,6 @@ class InboundHost(Protocol):
     @property
     def bot_id(self) -> str | None:
         """The bot's bot id (``B...``, ``auth.test``'s ``bot_id``), set at start."""
-        ...
-
-    def conversation_for(
-        self,
-        *,
-        channel_id: str,
-        kind: Literal["direct", "group"],
-        name: str | None,
-        thread_id: str | None,
-        user_id: str,
-    ) -> tuple[str, ChatConversation]:
-        """The scope key and conversation of an event (``ChatGateway.conversation_for``)."""
-        ...
-
-    async def dispatch_chat(self, key: str, conversation: ChatConversation, event: Message) -> None:
-        """Deliver an event to the conversation's instance (``ChatGateway.dispatch_chat``)."""
         ...
 
     def require_client(self) -> AsyncWebClient:
