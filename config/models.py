@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from config.access import AccessConfig
 from config.errors import ConfigError, ConfigPath, ImportFromStringError
 from config.importing import import_from_string, split_import_path
 from config.monitoring import MonitoringConfig
@@ -264,6 +265,7 @@ class Config(_Model):
         shutdown_timeout: Seconds to let scopes drain after SIGTERM before cancelling them.
         monitoring: The HTTP server of ``/metrics``, ``/healthz`` and ``/readyz``, or
             ``None`` (the default) for none.
+        access: Who may run which chat command (``config.access``), or ``None``.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
@@ -276,6 +278,7 @@ class Config(_Model):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     shutdown_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     monitoring: MonitoringConfig | None = None
+    access: AccessConfig | None = None
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 
@@ -315,6 +318,16 @@ class Config(_Model):
             pydantic.ValidationError: ``data`` is not a valid configuration.
         """
         config = cls.model_validate(data)
+        if config.access is not None:
+            problems = config.access.problems(set(config.gateways))
+            if problems:
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        {"type": PydanticCustomError("access", text), "loc": path, "input": value}
+                        for path, text, value in problems
+                    ],
+                )
         config._source = source
         return config
 

@@ -6,7 +6,8 @@ The scope and events are those of ``docs/specs/chat.md`` (``layer/types.py``, se
 1. A ``chat.command`` (a slash command, ``/temp kitchen``) names its command: ``temp``,
    with the arguments ``["kitchen"]``. It is always addressed to the bot.
 2. A ``chat.message`` is *addressed to the bot* when it starts with the bot's mention
-   (Slack's ``<@U123BOT>``, ``@thermo``, ``thermo:`` or ``thermo,``; the mention is
+   (Slack's ``<@U123BOT>``, Discord's ``<@!123>``, a Matrix user id ``@thermo:example.org``,
+   ``@thermo``, ``thermo:`` or ``thermo,``; the mention is
    stripped), starts with one of ``command_prefixes`` (stripped), mentions the bot anywhere
    (``mentions_bot``; the mentions are removed), or is in a DM (conversation kind
    ``"direct"``). Its first word, case-insensitive, is the command; the other words are the
@@ -14,18 +15,24 @@ The scope and events are those of ``docs/specs/chat.md`` (``layer/types.py``, se
 3. A message whose first word is no command goes to ``receive(message)``. The default
    ``receive`` answers a message addressed to the bot with ``unknown_command`` and ignores
    the others (chatter in a channel); override it to take them all.
+4. Before a command runs, the access policy (``scope["access"]``, which the daemon sets from
+   the YAML's ``access:`` section; ``config.policy``) counts it against the sender's
+   ``access.rate.commands`` and decides whether the sender may run it (``access.rules``,
+   then ``@command(allow=..., private_only=...)``, then ``access.default``). A refused
+   command gets ``deny_reply`` (or ``limited_reply``) instead; ``help`` lists only what the
+   asker may run. Each answer waits for room in the user's ``access.rate.answers``.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from config.policy import AccessPolicy, Sender
 from consumers.base import AsyncConsumer, ConsumerError, StopConsumer
+from consumers.commands import Command, collect_commands, command
 
 if TYPE_CHECKING:
     from layer.types import (
@@ -43,100 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatConsumer", "Command", "command"]
 
 logger = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-_COMMAND_ATTRIBUTE = "_chat_command"
-_NAME = re.compile(r"[^\s/][^\s]*")
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A command of a ``ChatConsumer``, as ``@command`` declared it.
-
-    Attributes:
-        name: The command word, lower case (``"temp"``).
-        help: One line for ``help``.
-        usage: The arguments, for ``help`` (``"<room>"``).
-        aliases: Other words for the same command, lower case.
-        method: The name of the handler method on the consumer class.
-    """
-
-    name: str
-    help: str
-    usage: str
-    aliases: tuple[str, ...]
-    method: str
-
-    def describe(self) -> str:
-        """``"temp <room>: the room's temperature"``, as ``help`` lists it."""
-        head = f"{self.name} {self.usage}".rstrip()
-        return f"{head}: {self.help}" if self.help else head
-
-
-def _unnarrowed(value: object) -> object:
-    """``value``, typed ``object`` so that a type guard on it leaves the original alone."""
-    return value
-
-
-def _check_name(name: str, where: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ConsumerError(
-            f"{where}: a command name is one word not starting with '/', got {name!r}"
-        )
-    return name.lower()
-
-
-def command(
-    name: str | None = None,
-    *,
-    help: str = "",
-    usage: str = "",
-    aliases: Sequence[str] = (),
-) -> Callable[[F], F]:
-    """Declare a method of a ``ChatConsumer`` as the handler of a command.
-
-    The handler is ``async def handler(self, message, args)``: ``message`` is the
-    ``chat.message`` or ``chat.command`` event, ``args`` the words after the command (a list
-    of str, split on whitespace). A str it returns is sent as the answer, in the message's
-    thread (``reply``); ``None`` sends nothing.
-
-    Example::
-
-        class Thermo(ChatConsumer):
-            @command("temp", help="the room's temperature", usage="<room>")
-            async def temp(self, message, args):
-                return f"{args[0]}: 21.5 °C" if args else "which room?"
-
-    Args:
-        name: The command word (case-insensitive); defaults to the method's name.
-        help: One line that ``help`` shows.
-        usage: The arguments, as ``help`` shows them (``"<room>"``).
-        aliases: Other words for the same command.
-
-    Raises:
-        ConsumerError: A name or alias that is not one word, or starts with ``/``
-            (a ``ValueError``).
-        TypeError: The decorated function is not an ``async def``.
-    """
-
-    checked = None if name is None else _check_name(name, "@command")
-    words = tuple(_check_name(alias, "@command aliases") for alias in aliases)
-
-    def decorate(function: F) -> F:
-        if not inspect.iscoroutinefunction(_unnarrowed(function)):
-            raise TypeError(f"@command handler {function.__qualname__} must be an async def")
-        declared = Command(
-            name=_check_name(function.__name__, "@command") if checked is None else checked,
-            help=help,
-            usage=usage,
-            aliases=words,
-            method=function.__name__,
-        )
-        setattr(function, _COMMAND_ATTRIBUTE, declared)
-        return function
-
-    return decorate
 
 
 class ChatConsumer(AsyncConsumer):
@@ -172,9 +85,21 @@ class ChatConsumer(AsyncConsumer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.commands = _collect_commands(cls)
+        cls.commands = collect_commands(cls)
 
     # -- the scope ---------------------------------------------------------------------
+
+    @property
+    def access(self) -> AccessPolicy:
+        """``scope["access"]``, the daemon's access policy; without one (no ``access:``
+        section), a policy that lets every command run that does not restrict itself."""
+        policy = self.scope.get("access")
+        return policy if isinstance(policy, AccessPolicy) else _OPEN
+
+    def sender_of(self, message: Mapping[str, Any]) -> Sender:
+        """Who sent ``message`` (its ``user``), and where, as the access policy sees it."""
+        user = message.get("user")
+        return Sender.of(self.scope, user if isinstance(user, Mapping) else {})
 
     @property
     def bot(self) -> ChatBot:
@@ -256,20 +181,36 @@ class ChatConsumer(AsyncConsumer):
         if not name:
             await self.run_command(self.commands["help"], message, [])
             return
-        names = ", ".join(sorted({c.name for c in self.commands.values()}))
+        if not await self._within_rate(message):
+            return
+        sender = self.sender_of(message)
+        names = ", ".join(sorted({c.name for c in self._allowed(sender)}))
         await self.reply(message, self.unknown_command_reply.format(command=name, commands=names))
 
     @command("help", help="list the commands, or explain one", usage="[command]")
     async def help(self, message: ChatMessageEvent | ChatCommandEvent, args: list[str]) -> str:
         """The built-in ``help`` command: every command with its help line, or one command's."""
+        allowed = self._allowed(self.sender_of(message))
         if args:
             found = self.commands.get(args[0].lower().lstrip("/"))
-            if found is None:
+            if found is None or found not in allowed:
                 return f"No command {args[0]!r}. Say help for the list."
             also = f" (also: {', '.join(found.aliases)})" if found.aliases else ""
             return found.describe() + also
+        return "Commands:\n" + "\n".join(c.describe() for c in allowed)
+
+    def _allowed(self, sender: Sender) -> list[Command]:
+        """The commands ``sender`` may run here, by name."""
         unique = sorted({c.name: c for c in self.commands.values()}.values(), key=_by_name)
-        return "Commands:\n" + "\n".join(c.describe() for c in unique)
+        return [c for c in unique if self.access.decide(c.info, sender).allowed]
+
+    async def _within_rate(self, message: ChatMessageEvent | ChatCommandEvent) -> bool:
+        """Count a command against its sender's ``access.rate.commands``; when over it,
+        say ``limited_reply`` (once per window) and return ``False``."""
+        may, answer = self.access.take_command(self.sender_of(message))
+        if not may and answer:
+            await self.reply(message, answer)
+        return may
 
     # -- commands ----------------------------------------------------------------------
 
@@ -284,10 +225,13 @@ class ChatConsumer(AsyncConsumer):
         bot: Mapping[str, Any] = self.scope.get("bot") or {}
         ids = [re.escape(str(bot["id"]))] if bot.get("id") else []
         names = [re.escape(str(bot["name"]))] if bot.get("name") else []
+        # A Matrix user id is "@bot:example.org" itself: typed as it is, it mentions the bot.
+        own = [i for i in ids if i.startswith("@")]
         if ids or names:
             leading = "|".join(
-                [f"<@{i}(?:\\|[^>]*)?>" for i in ids]
-                + [f"@{n}(?!\\w)" for n in names + ids]
+                [f"<@!?{i}(?:\\|[^>]*)?>" for i in ids]
+                + [f"{i}(?![\\w.-]|:\\d)" for i in own]
+                + [f"@{n}(?!\\w|:\\S)" for n in names + ids]
                 + [f"{n}\\s*[:,]" for n in names]
             )
             match = re.match(f"(?:{leading})[\\s:,]*", text, re.IGNORECASE)
@@ -299,7 +243,9 @@ class ChatConsumer(AsyncConsumer):
                 return True, rest
         if message.get("mentions_bot"):
             anywhere = "|".join(
-                [f"<@{i}(?:\\|[^>]*)?>" for i in ids] + [f"@{n}(?!\\w)" for n in names]
+                [f"<@!?{i}(?:\\|[^>]*)?>" for i in ids]
+                + [f"{i}(?![\\w.-]|:\\d)" for i in own]
+                + [f"@{n}(?!\\w|:\\S)" for n in names]
             )
             if anywhere:
                 text = " ".join(re.sub(anywhere, " ", text, flags=re.IGNORECASE).split())
@@ -310,7 +256,18 @@ class ChatConsumer(AsyncConsumer):
     async def run_command(
         self, found: Command, message: ChatMessageEvent | ChatCommandEvent, args: list[str]
     ) -> None:
-        """Call ``found``'s handler with ``(message, args)``; send the str it returns."""
+        """Call ``found``'s handler with ``(message, args)``; send the str it returns.
+
+        First the access policy (module rule 4): over the sender's rate, or refused, the
+        handler is not called and the policy's answer is sent instead.
+        """
+        if not await self._within_rate(message):
+            return
+        decision = self.access.check(found.info, self.sender_of(message))
+        if not decision.allowed:
+            if decision.reply:
+                await self.reply(message, decision.reply)
+            return
         answer = await getattr(self, found.method)(message, args)
         if answer is not None:
             await self.reply(message, str(answer))
@@ -345,7 +302,7 @@ class ChatConsumer(AsyncConsumer):
             gateways.GatewayError: The gateway can't do it (e.g. ``native`` or ``markdown``
                 on a platform without them), or the platform refused it.
         """
-        given = _unnarrowed(text)
+        given: object = text
         if not isinstance(given, str):
             hint = "; send(event) sends an event" if isinstance(given, Mapping) else ""
             raise TypeError(f"say() takes a str text, got {type(given).__name__}{hint}")
@@ -369,13 +326,15 @@ class ChatConsumer(AsyncConsumer):
         **kwargs: Any,
     ) -> None:
         """Answer ``message`` where it was said: in its thread when it is in one (which
-        matters when the conversation is a whole channel), else in the conversation.
+        matters when the conversation is a whole channel), else in the conversation. Waits
+        first while its user is over ``access.rate.answers``.
 
         Args:
             message: The event answered.
             text: The answer.
             **kwargs: More keyword arguments of ``say``.
         """
+        await self.access.pace_answer(self.sender_of(message))
         thread = message.get("thread_id")
         if thread is not None and "thread" not in kwargs:
             kwargs["thread"] = thread
@@ -417,28 +376,12 @@ class ChatConsumer(AsyncConsumer):
         await self.base_send({"type": "chat.close"})
 
 
+#: The policy of a scope without ``scope["access"]``: no rules, no rates.
+_OPEN = AccessPolicy()
+
+
 def _by_name(found: Command) -> str:
     return found.name
 
 
-def _collect_commands(cls: type) -> dict[str, Command]:
-    """The commands of ``cls``: its bases' first, each class's own overriding them."""
-    commands: dict[str, Command] = {}
-    for klass in reversed(cls.__mro__):
-        own: dict[str, str] = {}
-        for attribute, value in vars(klass).items():
-            declared = getattr(value, _COMMAND_ATTRIBUTE, None)
-            if not isinstance(declared, Command) or declared.method != attribute:
-                continue
-            for word in (declared.name, *declared.aliases):
-                if word in own:
-                    raise ConsumerError(
-                        f"{klass.__qualname__}: command {word!r} is declared by both "
-                        f"{own[word]}() and {attribute}()"
-                    )
-                own[word] = attribute
-                commands[word] = declared
-    return commands
-
-
-ChatConsumer.commands = _collect_commands(ChatConsumer)
+ChatConsumer.commands = collect_commands(ChatConsumer)

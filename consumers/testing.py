@@ -31,6 +31,7 @@ from asgiref.testing import ApplicationCommunicator
 from consumers.base import ConsumerError
 
 if TYPE_CHECKING:
+    from config.policy import AccessPolicy
     from layer import ChannelLayer
     from layer.types import (
         ASGIApp,
@@ -188,9 +189,9 @@ class MqttCommunicator(_ScopeCommunicator):
         await self._end("mqtt.disconnect", reason, timeout)
 
 
-def _user(user: str | ChatUser) -> ChatUser:
+def _user(user: str | ChatUser, platform: str) -> ChatUser:
     if isinstance(user, str):
-        return {"id": user, "name": user, "is_bot": False}
+        return {"id": user, "name": user, "is_bot": False, "identity": f"{platform}:{user}"}
     return user
 
 
@@ -215,6 +216,9 @@ class ChatCommunicator(_ScopeCommunicator):
         scope_key: ``scope["scope_key"]``; defaults to the id, ``<id>/<thread_id>`` for a
             thread (the chat gateways' default ``conversation_key``, ``"thread"``).
         channel_layer: Put in ``scope["channel_layer"]`` when given, as the gateway does.
+        access: Put in ``scope["access"]`` when given, as the daemon does with its
+            ``access:`` section: a ``config.policy.AccessPolicy``. Users given by name get
+            the identity ``"<platform>:<name>"``.
 
     Raises:
         ConsumerError: An unknown kind, or a thread without ``thread_id`` (a ``ValueError``).
@@ -236,6 +240,7 @@ class ChatCommunicator(_ScopeCommunicator):
         user: str | ChatUser = "alice",
         scope_key: str | None = None,
         channel_layer: ChannelLayer | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self._future = None  # asgiref's __del__ reads it, even when a check below raises
         if kind not in ("direct", "group", "thread"):
@@ -245,7 +250,7 @@ class ChatCommunicator(_ScopeCommunicator):
                 f"a thread_id goes with kind 'thread' only; got kind {kind!r}, "
                 f"thread_id {thread_id!r}"
             )
-        self.user = _user(user)
+        self.user = _user(user, platform)
         self.bot: ChatBot = {"id": bot, "name": bot} if isinstance(bot, str) else bot
         if name is None and kind != "direct":
             name = "general"
@@ -264,6 +269,8 @@ class ChatCommunicator(_ScopeCommunicator):
         }
         if channel_layer is not None:
             scope["channel_layer"] = channel_layer
+        if access is not None:
+            scope["access"] = access
         self._ids = itertools.count(1)
         super().__init__(application, scope)  # type: ignore[no-untyped-call]
 
@@ -312,7 +319,7 @@ class ChatCommunicator(_ScopeCommunicator):
             "type": "chat.message",
             "id": str(next(self._ids)) if id is None else id,
             "text": text,
-            "user": self.user if user is None else _user(user),
+            "user": self.user if user is None else _user(user, self.scope["platform"]),
             "thread_id": self.scope["conversation"]["thread_id"]
             if thread_id is None
             else thread_id,
@@ -340,7 +347,7 @@ class ChatCommunicator(_ScopeCommunicator):
             "type": "chat.command",
             "command": "/" + command.removeprefix("/"),
             "text": text,
-            "user": self.user if user is None else _user(user),
+            "user": self.user if user is None else _user(user, self.scope["platform"]),
             "raw": {},
         }
         await self.send_input(event)  # type: ignore[no-untyped-call]
@@ -360,7 +367,7 @@ class ChatCommunicator(_ScopeCommunicator):
             "message_id": message_id,
             "reaction": reaction,
             "added": added,
-            "user": self.user if user is None else _user(user),
+            "user": self.user if user is None else _user(user, self.scope["platform"]),
             "raw": {},
         }
         await self.send_input(event)  # type: ignore[no-untyped-call]
@@ -380,7 +387,7 @@ class ChatCommunicator(_ScopeCommunicator):
             "action_id": action_id,
             "value": value,
             "message_id": message_id,
-            "user": self.user if user is None else _user(user),
+            "user": self.user if user is None else _user(user, self.scope["platform"]),
             "raw": {},
         }
         await self.send_input(event)  # type: ignore[no-untyped-call]

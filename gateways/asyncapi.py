@@ -70,6 +70,7 @@ _CHAT_SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "name": _NULLABLE_STRING,
             "is_bot": {"type": "boolean"},
+            "identity": _NULLABLE_STRING,
         },
     },
     "ChatAttachment": {

@@ -25,11 +25,12 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from config import Config, ConfigError
+from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
 from gateways.registry import resolve_gateway
 from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
-from layer.types import ASGIApp
+from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from gateways.monitoring import MonitoringServer
@@ -82,6 +83,9 @@ class Daemon:
                 or the worker's options are invalid, or the layer cannot be built.
         """
         application, channel_layer = _application_and_layer(config)
+        chat_application = application
+        if config.access is not None:
+            chat_application = _with_access(application, AccessPolicy(config.access))
         gateways = []
         for name, entry in config.gateways.items():
             try:
@@ -89,7 +93,9 @@ class Daemon:
             except ConfigError as exc:
                 raise config.error_at(("gateways", name, "type"), str(exc)) from None
             options = config.validate_gateway_options(name, gateway_cls.options_model)
-            gateways.append(gateway_cls(name, application, options, channel_layer=channel_layer))
+            # The MQTT gateway reads the router's topic filters: only chat scopes get access.
+            app = chat_application if gateway_cls.protocol == "chat" else application
+            gateways.append(gateway_cls(name, app, options, channel_layer=channel_layer))
         workers = []
         if config.workers is not None:
             options = config.validate_worker_options(WorkerOptions)
@@ -246,6 +252,19 @@ def _application_and_layer(config: Config) -> tuple[ASGIApp, ChannelLayer]:
     except Exception as exc:
         raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
     return application, channel_layer
+
+
+def _with_access(application: ASGIApp, policy: AccessPolicy) -> ASGIApp:
+    """``application``, with ``scope["access"]`` set to ``policy`` in every chat scope (as
+    Channels' ``AuthMiddleware`` sets ``scope["user"]``); one policy for every chat gateway,
+    so a user's rate windows span them."""
+
+    async def with_access(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") == "chat":
+            scope = {**scope, "access": policy}
+        await application(scope, receive, send)
+
+    return with_access
 
 
 def _monitoring(config: Config, daemon: Daemon) -> MonitoringServer | None:

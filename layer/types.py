@@ -155,13 +155,24 @@ class ChatScope(TypedDict):
     conversation: ChatConversation
     bot: ChatBot
     channel_layer: NotRequired[Any]
+    access: NotRequired[Any]
     route: NotRequired[RouteInfo]
 
 
 class ChatUser(TypedDict):
+    """Who posted, ran or reacted (docs/specs/chat.md, User).
+
+    ``identity`` is ``"<platform>:<id>"`` for an id the platform vouches for (a display
+    name cannot take it): ``"slack:U0123"``, ``"irc:<services account>"``,
+    ``"matrix:@alice:example.org"``, ``"xmpp:alice@example.org"``, ``"console:alice"``.
+    ``None`` when the platform does not vouch for the sender (an IRC nick without an
+    account). Access rules (docs/security.md) match it, never ``name``.
+    """
+
     id: str
     name: str | None
     is_bot: bool
+    identity: NotRequired[str | None]
 
 
 class ChatAttachment(TypedDict):

@@ -19,11 +19,14 @@ import pytest
 from daemon_helpers import ROOT, client, next_message, until_reply
 from terminal_helpers import Reader
 
+from gateways.testing.slack_payloads import DEFAULT_USER_ID
 from gateways.testing.slack_server import SlackTestServer, message
 
 EXAMPLE = ROOT / "examples" / "thermostat"
 ALERTS = "C0ALERTS01"
 DM = "D0DIRECT01"
+#: The one Slack user in slack.yaml's operators group (SLACK_OPERATORS).
+OPERATOR = "U0OPERATR1"
 
 pytestmark = pytest.mark.mosquitto
 
@@ -36,6 +39,19 @@ def publish(mosquitto: Any, topic: str, data: dict[str, float]) -> None:
             await c.publish(topic, json.dumps(data), qos=1)
 
     asyncio.run(run())
+
+
+def retained(mosquitto: Any, topic: str) -> Any:
+    """The JSON retained on ``topic``, as a device subscribing now gets it (10 s at most)."""
+
+    async def run() -> Any:
+        async with asyncio.timeout(10), aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+            await c.subscribe(topic, qos=1)
+            async for received in c.messages:
+                return json.loads(received.payload)  # type: ignore[arg-type]
+        return None
+
+    return asyncio.run(run())
 
 
 def readme_chat_lines() -> list[str]:
@@ -63,9 +79,12 @@ async def test_slack_asks_devices_and_gets_alerts(
         SLACK_APP_TOKEN=slack_server.app_token,
         SLACK_API_URL=slack_server.api_url,
         SLACK_ALERTS_CHANNEL=ALERTS,
+        SLACK_OPERATORS=OPERATOR,
         THERMOSTAT_ALERT_ABOVE="30",
     )
     await slack_server.wait_connected()
+    slack_server.add_user(DEFAULT_USER_ID, "alice")
+    slack_server.add_user(OPERATOR, "olga")
     async with client(mosquitto, "devices/+/state/reply") as c:
         await until_reply(c, "devices/kitchen/get", b"", "devices/kitchen/state/reply")
         for payload in (b'{"temperature": 21.5}', b'{"temperature": 22.5}'):
@@ -97,7 +116,22 @@ async def test_slack_asks_devices_and_gets_alerts(
         alert = await post(slack_server, 4)
         assert alert["channel"] == ALERTS
         assert alert["text"] == "Alert: kitchen at 35.0 °C, above 30.0 °C"
+
+        # The device command is the operators' only (slack.yaml's access section), whatever
+        # a user calls themselves: the rule matches the Slack user id.
+        async with client(mosquitto, "devices/+/setpoint") as commands:
+            await slack_server.send_event(message("C0GENERAL1", "set kitchen 30"))
+            refused = await post(slack_server, 5)
+            assert refused["text"] == "Sorry alice, only operators may run set."
+            await slack_server.send_event(message("C0GENERAL1", "help"))
+            assert "set <device>" not in (await post(slack_server, 6))["text"]
+
+            await slack_server.send_event(message("C0GENERAL1", "set kitchen 19", user=OPERATOR))
+            assert (await post(slack_server, 7))["text"] == "kitchen: setpoint 19.0 °C sent."
+            sent = await next_message(commands, "devices/kitchen/setpoint")
+            assert json.loads(sent.payload) == {"setpoint": 19.0}
     assert daemon.stop() == 0, daemon.output
+    assert "command 'set' denied to slack:U0USER0001" in daemon.output
     assert slack_server.bot_token not in daemon.output
     assert slack_server.app_token not in daemon.output
 
@@ -132,6 +166,16 @@ def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: An
         say("temp kitchen", "thermostat: kitchen: 22.5 °C, average 22.0 °C over 2 readings")
         say("devices", "thermostat: Devices: kitchen")
         say("help", "temp <device>: a device's latest reading and its average")
+        # Device commands are the operators' (gateway.yaml's access: console:you); anyone
+        # else at the console is refused, and nothing reaches the device.
+        say("set kitchen 19", "thermostat: kitchen: setpoint 19.0 °C sent.")
+        say(":user mallory", "you are mallory")
+        say("set kitchen 40", "thermostat: Sorry mallory, only operators may run set.")
+        asked = len(out.text)
+        say("help", "devices: the devices that have reported")
+        assert "set <device>" not in out.text[asked:]
+        assert retained(mosquitto, "devices/kitchen/setpoint") == {"setpoint": 19.0}
+        say(":user you", "you are you")
         publish(mosquitto, "devices/kitchen/telemetry", {"temperature": 33})
         out.expect("[#alerts] thermostat: Alert: kitchen at 33.0 °C, above 30.0 °C")
         for line in readme_chat_lines():

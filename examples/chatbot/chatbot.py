@@ -28,7 +28,7 @@ class EchoBot(ChatConsumer):
 
     async def receive(self, message: ChatMessageEvent) -> None:
         addressed, text = self.address(message)  # DM, @bot, or "bot:"; mention stripped
-        if addressed:
+        if addressed and text:  # a bare mention (or a blank line) has nothing to echo
             self.echoed += 1
             await self.reply(message, text)
 

@@ -60,6 +60,12 @@ class Telemetry(BaseModel):
     temperature: float
 
 
+class Setpoint(BaseModel):
+    """A command to a device: the temperature to hold, in degrees Celsius."""
+
+    setpoint: float
+
+
 class State(BaseModel):
     """A device's state, published after each reading and in answer to ``get``."""
 
@@ -76,6 +82,7 @@ class DeviceConsumer(JsonMqttConsumer):
     publishes: ClassVar[dict[str, type[BaseModel]]] = {
         "devices/{device_id}/state": State,
         "devices/{device_id}/state/reply": State,
+        "devices/{device_id}/setpoint": Setpoint,
     }
     groups = (TELEMETRY_GROUP, DEVICES_GROUP)
 
@@ -131,6 +138,18 @@ class DeviceConsumer(JsonMqttConsumer):
             {"type": "thermostat.state", "device_id": device_id, **self.state()},
         )
 
+    async def thermostat_set(self, message: dict[str, Any]) -> None:
+        """A chat consumer sets this device's setpoint (``device_id``, ``setpoint``): the
+        command goes out on ``devices/<id>/setpoint`` (QoS 1, retained, so a device that
+        reconnects gets it); the answer goes to the ``reply_channel``."""
+        if message.get("device_id") != self.device_id or self.channel_layer is None:
+            return
+        command = Setpoint(setpoint=message["setpoint"]).model_dump()
+        await self.publish_json(f"devices/{self.device_id}/setpoint", command, qos=1, retain=True)
+        await self.channel_layer.send(
+            message["reply_channel"], {"type": "thermostat.state", **command, **self.state()}
+        )
+
 
 class ThermostatChat(ChatConsumer):
     """One instance per chat conversation: asks the device consumers over the channel layer."""
@@ -152,14 +171,32 @@ class ThermostatChat(ChatConsumer):
         names = sorted(a["device_id"] for a in answers if a["count"])
         return f"Devices: {', '.join(names)}" if names else "No device has reported yet."
 
-    async def ask(self, device_id: str | None, within: float) -> list[dict[str, Any]]:
-        """Query the ``thermostats`` group and gather the answers for up to ``within``
-        seconds: the first answer for one device, every answer for all (``None``)."""
+    # A device command: examples/thermostat/gateway.yaml's `access:` keeps the `device` tag
+    # to the operators group.
+    @command("set", help="set a device's setpoint", usage="<device> <°C>", tags=["device"])
+    async def set(self, message: ChatMessageEvent, args: list[str]) -> str:
+        try:
+            device_id, setpoint = args[0], float(args[1])
+        except (IndexError, ValueError):
+            return "Say: set <device> <°C>, e.g. set kitchen 19.5"
+        if len(args) != 2 or not -50 <= setpoint <= 50:
+            return "Say: set <device> <°C>, with -50 to 50 °C"
+        answers = await self.ask(device_id, ANSWER_WITHIN, type="thermostat.set", setpoint=setpoint)
+        if not answers:
+            return f"No device {device_id} has reported; nothing sent."
+        return f"{device_id}: setpoint {setpoint:.1f} °C sent."
+
+    async def ask(
+        self, device_id: str | None, within: float, **message: Any
+    ) -> list[dict[str, Any]]:
+        """Send a ``thermostat.query`` (or ``message``'s ``type``, with its keys) to the
+        ``thermostats`` group and gather the answers for up to ``within`` seconds: the first
+        answer for one device, every answer for all (``None``)."""
         layer = self.channel_layer
         if layer is None:
             return []
         reply_channel = await layer.new_channel("thermostat.answers.")
-        query = {"type": "thermostat.query", "device_id": device_id}
+        query = {"type": "thermostat.query", **message, "device_id": device_id}
         await layer.group_send(DEVICES_GROUP, {**query, "reply_channel": reply_channel})
         answers: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + within

@@ -163,7 +163,12 @@ async def handle_line(gateway: Console, line: str) -> None:
 
 
 def _user(gateway: Console) -> ChatUser:
-    return {"id": gateway.user, "name": gateway.user, "is_bot": False}
+    return {
+        "id": gateway.user,
+        "name": gateway.user,
+        "is_bot": False,
+        "identity": f"console:{gateway.user}",
+    }
 
 
 def _mentions_bot(gateway: Console, text: str) -> bool:

@@ -31,13 +31,15 @@ import pydle  # type: ignore[import-untyped]
 from pydle.connection import Connection  # type: ignore[import-untyped]
 from pydle.features import ISUPPORTSupport, TLSSupport  # type: ignore[import-untyped]
 from pydle.features.ircv3.sasl import SASLSupport  # type: ignore[import-untyped]
+from pydle.features.ircv3.tags import TaggedMessageSupport  # type: ignore[import-untyped]
 
 __all__ = ["IrcConnection", "MessageHandler"]
 
 logger = logging.getLogger(__name__)
 
-#: ``handler(connection, source, target, text)`` for every PRIVMSG.
-MessageHandler = Callable[["IrcConnection", str, str, str], Awaitable[None]]
+#: ``handler(connection, source, target, text, account)`` for every PRIVMSG; ``account`` is
+#: the sender's services account from the IRCv3 ``account-tag``, or ``None``.
+MessageHandler = Callable[["IrcConnection", str, str, str, str | None], Awaitable[None]]
 
 # Numerics that end a JOIN attempt without joining (RFC 2812 section 5.2, and 477 of
 # most servers: the channel needs a registered nick).
@@ -54,7 +56,7 @@ _JOIN_FAILURES = {
 #: Commands whose arguments are secrets, never logged.
 _SECRET_COMMANDS = frozenset({"PASS", "AUTHENTICATE", "OPER"})
 
-_Base: Any = pydle.featurize(SASLSupport, ISUPPORTSupport, TLSSupport)
+_Base: Any = pydle.featurize(TaggedMessageSupport, SASLSupport, ISUPPORTSupport, TLSSupport)
 
 
 class _Link(Connection):  # type: ignore[misc]
@@ -307,12 +309,24 @@ class IrcConnection(_Base):  # type: ignore[misc]
 
     # -- messages and nicknames -------------------------------------------------------------
 
+    async def on_capability_account_tag_available(self, value: str | None) -> bool:
+        """Ask for IRCv3 ``account-tag``: the server then tags each message with its sender's
+        services account (https://ircv3.net/specs/extensions/account-tag)."""
+        return True
+
     async def on_raw_privmsg(self, message: Any) -> None:
-        """Hand every PRIVMSG to the gateway (pydle's user tracking is not needed)."""
+        """Hand every PRIVMSG to the gateway (pydle's user tracking is not needed), with the
+        ``account`` tag when the server gave one (``*`` means none)."""
         if message.source is None or len(message.params) < 2:
             return
+        tags = getattr(message, "tags", None) or {}
+        account = tags.get("account") if self._capabilities.get("account-tag") else None
         await self.on_message_handler(
-            self, str(message.source), str(message.params[0]), str(message.params[1])
+            self,
+            str(message.source),
+            str(message.params[0]),
+            str(message.params[1]),
+            str(account) if isinstance(account, str) and account not in ("", "*") else None,
         )
 
     async def on_raw_396(self, message: Any) -> None:

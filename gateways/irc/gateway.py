@@ -335,12 +335,12 @@ class IrcGateway(ChatGateway):
                 f"check: {exc.verify_message or exc}; set tls.ca_file to the certificate "
                 "authority that signed it (or tls.verify: false for a test server)"
             ) from exc
-        except OSError as exc:  # ssl.SSLError is an OSError
-            raise _ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # before OSError, of which it is a subclass
             raise _ConnectionFailed(
                 f"no registration on {self.address} within {options.connect_timeout} s"
             ) from exc
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise _ConnectionFailed(f"cannot connect to {self.address}: {exc}") from exc
         if connection.auth_failure is not None:
             raise IrcAuthError(f"gateway {self.name!r}: {self.address}: {connection.auth_failure}")
         if not connection.registered_future.done():
@@ -376,7 +376,7 @@ class IrcGateway(ChatGateway):
     # -- messages from the server: the hot path ------------------------------------------
 
     async def _on_privmsg(
-        self, connection: IrcConnection, source: str, target: str, text: str
+        self, connection: IrcConnection, source: str, target: str, text: str, account: str | None
     ) -> None:
         nick, bang, _ = source.partition("!")
         if not bang or connection.is_same_nick(nick, connection.nickname):
@@ -402,7 +402,13 @@ class IrcGateway(ChatGateway):
             "type": "chat.message",
             "id": message_id,
             "text": body,
-            "user": {"id": user_id, "name": nick, "is_bot": False},
+            # A nick is anyone's to take: only a services account vouches for the sender.
+            "user": {
+                "id": user_id,
+                "name": nick,
+                "is_bot": False,
+                "identity": None if account is None else f"irc:{account}",
+            },
             "thread_id": None,
             "mentions_bot": mentions,
             "attachments": [],

@@ -447,7 +447,7 @@ async def test_say_builds_a_message_event_as_a_gateway_does() -> None:
         "type": "chat.message",
         "id": "1",
         "text": "hi <@U1>",
-        "user": {"id": "alice", "name": "alice", "is_bot": False},
+        "user": {"id": "alice", "name": "alice", "is_bot": False, "identity": "test:alice"},
         "thread_id": "7",
         "mentions_bot": True,
         "attachments": [],
@@ -492,3 +492,36 @@ async def test_the_docs_command_and_communicator_examples_run() -> None:
     for block in (b for b in blocks if "class Thermo" in b or "async def test_temp" in b):
         exec(compile(block, "docs/chat.md", "exec"), namespace)  # noqa: S102
     await namespace["test_temp"]()
+
+
+@pytest.mark.parametrize(
+    ("bot", "text", "addressed", "rest"),
+    [
+        # Discord's older nickname mention, <@!id>, is the bot's mention too.
+        ({"id": "80351110224678912", "name": "thermo"}, "<@!80351110224678912> temp", True, "temp"),
+        # A Matrix user id typed as it is.
+        (
+            {"id": "@thermo:example.org", "name": "thermo"},
+            "@thermo:example.org: temp",
+            True,
+            "temp",
+        ),
+        ({"id": "@thermo:example.org", "name": "thermo"}, "@thermo:example.orgx temp", False, None),
+        # Another user's mention, or the bot's name inside a word, is not the bot's address.
+        ({"id": "U123BOT", "name": "thermo"}, "<@UOTHER|thermo> temp", False, None),
+        ({"id": "U123BOT", "name": "thermo"}, "mail a@thermo.b", False, None),
+    ],
+)
+def test_the_platforms_mention_forms_address_the_bot(
+    bot: dict[str, str], text: str, addressed: bool, rest: str | None
+) -> None:
+    consumer = Thermo()
+    consumer.scope = {
+        "type": "chat",
+        "bot": bot,
+        "conversation": {"id": "c", "kind": "group", "name": "g", "thread_id": None},
+    }
+    found, stripped = consumer.address({"type": "chat.message", "text": text})  # type: ignore[typeddict-item]
+    assert found is addressed
+    if rest is not None:
+        assert stripped == rest

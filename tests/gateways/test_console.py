@@ -119,7 +119,7 @@ async def test_lines_become_messages_commands_and_mentions(
         "type": "chat.message",
         "id": "1",
         "text": "hello",
-        "user": {"id": "alice", "name": "alice", "is_bot": False},
+        "user": {"id": "alice", "name": "alice", "is_bot": False, "identity": "console:alice"},
         "thread_id": None,
         "mentions_bot": False,
         "attachments": [],
@@ -181,7 +181,7 @@ async def test_reactions_go_to_the_conversation_of_the_message_and_actions_here(
         "message_id": "1",
         "reaction": "tada",
         "added": True,
-        "user": {"id": "alice", "name": "alice", "is_bot": False},
+        "user": {"id": "alice", "name": "alice", "is_bot": False, "identity": "console:alice"},
         "raw": {},
     }
     assert by_key["general"][2]["added"] is False
@@ -191,7 +191,7 @@ async def test_reactions_go_to_the_conversation_of_the_message_and_actions_here(
             "action_id": "approve",
             "value": "yes",
             "message_id": None,
-            "user": {"id": "alice", "name": "alice", "is_bot": False},
+            "user": {"id": "alice", "name": "alice", "is_bot": False, "identity": "console:alice"},
             "raw": {},
         }
     ]
