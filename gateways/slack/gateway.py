@@ -35,8 +35,8 @@ daemon stops with exit code 1) and stops Socket Mode, whose client would otherwi
 forever; network errors, HTTP 5xx and ``ratelimited`` are retried as before.
 
 Beside this module: ``options``, ``inbound`` (payloads to events; it uses the gateway as an
-``InboundHost``), ``events`` (parsing; ``Threads``, owned here, shared by both halves) and
-``retry`` (retry handlers, the watch for refused tokens).
+``InboundHost``), ``outbound`` (events to Web API arguments), ``events`` (parsing and
+request checks; ``Threads``, owned here, shared by both halves) and ``retry`` (retry handlers, the watch for refused tokens).
 """
 
 from __future__ import annotations
@@ -50,19 +50,25 @@ from typing import Any, ClassVar, cast
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt import BoltResponse
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
-from gateways.slack.events import Threads
+from gateways.slack.events import NotJsonMessages, Threads, check_request, envelope_problem
 from gateways.slack.inbound import SlackInbound
 from gateways.slack.options import SlackGatewayOptions, SlackRetry
+from gateways.slack.outbound import NATIVE_KEYS, post_message_args, reaction_args
 from gateways.slack.retry import retry_handlers
 from layer.types import (
     ASGIApp,
@@ -76,24 +82,6 @@ __all__ = ["SlackGateway", "SlackGatewayOptions", "SlackRetry"]
 
 logger = logging.getLogger(__name__)
 _bolt_logger = logging.getLogger(f"{__name__}.bolt")
-
-#: ``native`` keys of ``chat.send`` merged into ``chat.postMessage``'s arguments
-#: (https://docs.slack.dev/reference/methods/chat.postMessage).
-NATIVE_KEYS = frozenset(
-    {
-        "blocks",
-        "attachments",
-        "unfurl_links",
-        "unfurl_media",
-        "icon_emoji",
-        "icon_url",
-        "username",
-        "metadata",
-        "reply_broadcast",
-        "link_names",
-        "parse",
-    }
-)
 
 
 class SlackGateway(ChatGateway):
@@ -139,6 +127,7 @@ class SlackGateway(ChatGateway):
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._inbox: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._verifier: SignatureVerifier | None = None
         self._worker: asyncio.Task[None] | None = None
         #: True from a successful start to close: a token refused then fails the gateway.
         self._serving = False
@@ -316,6 +305,9 @@ class SlackGateway(ChatGateway):
         app.event(re.compile(".*"))(self._on_other_event)
         app.command(re.compile(".*"))(self._on_interaction)
         app.block_action(re.compile(".*"))(self._on_interaction)
+        app.error(self._on_bolt_error)
+        if secret is not None:
+            self._verifier = SignatureVerifier(secret.get_secret_value())
         return app
 
     async def _connect_socket(self) -> None:
@@ -325,13 +317,18 @@ class SlackGateway(ChatGateway):
         token = self.options.app_token
         if token is None:  # the options model checks it; for type checkers
             raise GatewayError(f"gateway {self.name!r}: Socket Mode needs app_token")
+        socket_logger = logging.getLogger(f"{__name__}.socket.{self.name}")
+        if not any(isinstance(f, NotJsonMessages) for f in socket_logger.filters):
+            socket_logger.addFilter(NotJsonMessages(self.name))
         handler = AsyncSocketModeHandler(
             cast("Any", self.app),
             app_token=token.get_secret_value(),
-            logger=_bolt_logger,
+            logger=socket_logger,
             web_client=client,
             ping_interval=self.options.ping_interval,
         )
+        # Each envelope is checked before Bolt's own listener (handler.handle) sees it.
+        handler.client.socket_mode_request_listeners[:] = [self._socket_request]
         self._socket = handler
         timeout = self.options.connect_timeout
         try:
@@ -365,13 +362,60 @@ class SlackGateway(ChatGateway):
             ) from exc
 
     async def _http_request(self, request: web.Request) -> web.Response:
-        """One Events API request: Bolt checks its signature and timestamp (HTTP 401 when
-        wrong or over five minutes old) and answers it."""
-        app = self.app
-        if app is None:
+        """One Events API request: checked by ``events.check_request`` (HTTP 401: timestamp
+        or signature wrong; 400: malformed body; aiohttp answers 413 over its 1 MiB
+        ``client_max_size``), each refusal logged once at WARNING, then Bolt answers it."""
+        app, verifier = self.app, self._verifier
+        if app is None or verifier is None:
             return web.Response(status=503, text="not started")
-        response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        raw = await request.read()
+        refusal = check_request(raw, request.headers, verifier)
+        if refusal is not None:
+            logger.warning(
+                "Gateway %r: refused a Slack Events API request from %s: HTTP %d, %s",
+                self.name,
+                request.remote,
+                refusal.status,
+                refusal.reason,
+            )
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+        bolt_request = AsyncBoltRequest(
+            body=raw.decode(),
+            query=request.query_string,
+            headers=cast("Any", request.headers),
+        )
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    async def _socket_request(
+        self, client: AsyncBaseSocketModeClient, request: SocketModeRequest
+    ) -> None:
+        """A Socket Mode envelope: a malformed one is logged once and acknowledged (so that
+        Slack does not send it again), the others go to Bolt (``AsyncSocketModeHandler.handle``)."""
+        # slack_sdk types these as str, but they are whatever the JSON held.
+        envelope_id: Any = request.envelope_id
+        reason: Any = request.retry_reason
+        problem = envelope_problem(request.payload)
+        if not isinstance(envelope_id, str) or not isinstance(reason, str | None):
+            problem = "its envelope_id or retry_reason is not a string"
+        if problem is None and self._socket is not None:
+            await self._socket.handle(cast("Any", client), request)
+            return
+        logger.warning(
+            "Gateway %r: dropped a malformed Socket Mode envelope: %s", self.name, problem
+        )
+        if isinstance(envelope_id, str):
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+
+    async def _on_bolt_error(self, error: Exception) -> BoltResponse:
+        """Bolt's error handler (``app.error``): a payload that passed the checks yet made
+        Bolt fail is answered 400 and logged once, by the error's type only (its message may
+        quote the payload)."""
+        logger.warning(
+            "Gateway %r: Bolt could not handle a Slack payload (%s); answered 400",
+            self.name,
+            type(error).__name__,
+        )
+        return BoltResponse(status=400, body={"error": "malformed payload"})
 
     def require_client(self) -> AsyncWebClient:
         if self.client is None:
@@ -424,25 +468,8 @@ class SlackGateway(ChatGateway):
             GatewayError: Slack refused the message (its error, e.g. ``channel_not_found``,
                 ``ratelimited`` once retries are spent) or could not be reached.
         """
-        conversation = cast("ChatConversation", instance.scope["conversation"])
-        channel = conversation["id"]
-        text = event["text"]
-        args: dict[str, Any] = {"channel": channel}
-        if text:
-            args["text"] = text
-        thread = event["thread"]
-        reply_to = event["reply_to"]
-        if thread is None and reply_to is not None:
-            thread = self.threads.reply_thread(channel, reply_to)
-        if thread:
-            args["thread_ts"] = thread
-        native = event["native"] or {}
-        if event["format"] == "markdown":
-            if text and "blocks" not in native:
-                args["blocks"] = [{"type": "markdown", "text": text}]
-        else:
-            args["mrkdwn"] = False
-        args.update(native)
+        channel = cast("ChatConversation", instance.scope["conversation"])["id"]
+        args, thread = post_message_args(channel, event, self.threads)
         client = self.require_client()
         response = await self._call(instance, "chat.postMessage", client.chat_postMessage(**args))
         posted = response.get("ts")
@@ -459,19 +486,11 @@ class SlackGateway(ChatGateway):
             GatewayError: Slack refused it (e.g. ``message_not_found``, ``invalid_name``)
                 or could not be reached.
         """
-        conversation = cast("ChatConversation", instance.scope["conversation"])
-        remove = event.get("remove", False)
-        method = "reactions.remove" if remove else "reactions.add"
-        args = {
-            "channel": conversation["id"],
-            "timestamp": event["message_id"],
-            "name": event["reaction"].strip(":"),
-        }
+        channel = cast("ChatConversation", instance.scope["conversation"])["id"]
+        method, args, harmless = reaction_args(channel, event)
         client = self.require_client()
-        if remove:
-            await self._call(instance, method, client.reactions_remove(**args), "no_reaction")
-        else:
-            await self._call(instance, method, client.reactions_add(**args), "already_reacted")
+        call = client.reactions_remove if method == "reactions.remove" else client.reactions_add
+        await self._call(instance, method, call(**args), harmless)
 
     async def send_typing(self, instance: ScopeInstance, event: ChatTypingEvent) -> None:
         """Not available on Slack.

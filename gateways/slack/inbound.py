@@ -114,7 +114,7 @@ class SlackInbound:
         """Dispatch one acknowledged payload: ``kind`` ``"event"`` (an Events API body),
         ``"command"`` (a slash command's fields) or ``"action"`` (a ``block_actions``)."""
         if kind == "event":
-            await self._event(body.get("event") or {})
+            await self._event(_object(body.get("event")))
         elif kind == "command":
             await self._command(body)
         else:
@@ -134,10 +134,13 @@ class SlackInbound:
         )
 
     async def _message(self, event: dict[str, Any], *, mentioned: bool) -> None:
-        if event.get("subtype") not in DELIVERED_SUBTYPES or self._is_own(event):
+        subtype = event.get("subtype")
+        if not isinstance(subtype, str | None) or subtype not in DELIVERED_SUBTYPES:
+            return
+        if self._is_own(event):
             return
         channel, ts = event.get("channel"), event.get("ts")
-        if not isinstance(channel, str) or not isinstance(ts, str):
+        if not isinstance(channel, str) or not isinstance(ts, str) or not channel:
             return
         if not self._messages.add((channel, ts)):
             self._mentioned.inc()
@@ -145,7 +148,7 @@ class SlackInbound:
         thread_id = thread_of(event)
         self.threads.remember(channel, ts, thread_id)
         text = str(event.get("text") or "")
-        user_id = str(event.get("user") or event.get("bot_id") or "")
+        user_id = _text(event.get("user")) or _text(event.get("bot_id")) or ""
         user = await self._user(user_id, is_bot="bot_id" in event)
         key, conversation = await self._conversation(
             channel, event.get("channel_type"), thread_id, user_id
@@ -166,11 +169,13 @@ class SlackInbound:
         )
 
     async def _reaction(self, event: dict[str, Any]) -> None:
-        item = event.get("item") or {}
-        user_id = str(event.get("user") or "")
+        item = _object(event.get("item"))
+        user_id = _text(event.get("user")) or ""
         if item.get("type") != "message" or user_id == self.host.bot["id"]:
             return
-        channel, ts = str(item.get("channel") or ""), str(item.get("ts") or "")
+        channel, ts = _text(item.get("channel")) or "", _text(item.get("ts")) or ""
+        if not channel or not ts:
+            return
         # A reaction names its message only: its thread is known for messages seen lately.
         thread_id = self.threads.get(channel, ts)
         key, conversation = await self._conversation(channel, None, thread_id, user_id)
@@ -188,8 +193,11 @@ class SlackInbound:
         )
 
     async def _command(self, body: dict[str, Any]) -> None:
-        channel, user_id = str(body.get("channel_id") or ""), str(body.get("user_id") or "")
-        channel_name = body.get("channel_name")
+        channel, user_id = _text(body.get("channel_id")) or "", _text(body.get("user_id")) or ""
+        if not channel:
+            logger.debug("Gateway %r: a slash command without channel_id, ignored", self.host.name)
+            return
+        channel_name = _text(body.get("channel_name"))
         channel_type = "im" if channel_name == "directmessage" else None
         hint = channel_name if channel_name not in _NOT_NAMES else None
         key, conversation = await self._conversation(channel, channel_type, None, user_id, hint)
@@ -206,26 +214,31 @@ class SlackInbound:
         )
 
     async def _action(self, body: dict[str, Any]) -> None:
-        container = body.get("container") or {}
-        posted = body.get("message") or {}
-        channel_info = body.get("channel") or {}
-        channel = str(channel_info.get("id") or container.get("channel_id") or "")
+        container = _object(body.get("container"))
+        posted = _object(body.get("message"))
+        channel_info = _object(body.get("channel"))
+        channel = _text(channel_info.get("id")) or _text(container.get("channel_id")) or ""
         if not channel:
             logger.debug(
                 "Gateway %r: a block action outside a conversation, ignored", self.host.name
             )
             return
-        user_info = body.get("user") or {}
-        user_id = str(user_info.get("id") or "")
-        message_id = container.get("message_ts") or posted.get("ts")
+        user_info = _object(body.get("user"))
+        user_id = _text(user_info.get("id")) or ""
+        message_id = _text(container.get("message_ts")) or _text(posted.get("ts"))
         thread_id = thread_of(posted) if posted else None
-        hint = channel_info.get("name")
+        hint = _text(channel_info.get("name"))
         key, conversation = await self._conversation(
             channel, None, thread_id, user_id, hint if hint not in _NOT_NAMES else None
         )
-        user = await self._user(user_id, hint=user_info.get("username") or user_info.get("name"))
+        user = await self._user(
+            user_id, hint=_text(user_info.get("username")) or _text(user_info.get("name"))
+        )
         raw = _without_token(body)
-        for action in body.get("actions") or []:
+        actions = body.get("actions")
+        for action in actions if isinstance(actions, list) else []:
+            if not isinstance(action, dict):
+                continue
             await self.host.dispatch_chat(
                 key,
                 conversation,
@@ -283,7 +296,13 @@ class SlackInbound:
                 is_bot = is_bot or bool(found.get("is_bot"))
             cached = (name, is_bot)
             self._users.put(user_id, cached)
-        return {"id": user_id, "name": cached[0], "is_bot": cached[1]}
+        return {
+            "id": user_id,
+            "name": cached[0],
+            "is_bot": cached[1],
+            # Slack assigns user (and bot) ids; a display name cannot take one.
+            "identity": f"slack:{user_id}" if user_id else None,
+        }
 
     async def _lookup(self, method: str, **args: str) -> AsyncSlackResponse | None:
         """A Web API lookup whose failure only costs a name (logged at debug level)."""
@@ -292,6 +311,17 @@ class SlackInbound:
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             logger.debug("Gateway %r: %s %s failed: %r", self.host.name, method, args, exc)
             return None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: a malformed part of a payload
+    reads as missing."""
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is a string, else ``None``."""
+    return value if isinstance(value, str) else None
 
 
 def _without_token(body: dict[str, Any]) -> dict[str, Any]:

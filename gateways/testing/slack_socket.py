@@ -297,6 +297,18 @@ class SocketMode(WebApi):
             task.add_done_callback(self._tasks.discard)
         return envelope.id
 
+    async def send_raw(self, data: str, *, within: float = 5.0) -> None:
+        """Send ``data`` as it is, one text frame on the newest live connection (waiting for
+        one): to test what a client does with a malformed message. Nothing is redelivered.
+
+        Raises:
+            TimeoutError: No live connection within ``within`` seconds.
+        """
+        await self._until(lambda: self._live() is not None, within, "no live connection")
+        connection = self._live()
+        if connection is not None:
+            await connection.socket.send_str(data)
+
     async def _deliver(self, envelope: _Envelope, within: float | None) -> None:
         while True:
             await self._until(lambda: self._live() is not None, within, "no live connection")
