@@ -4,8 +4,9 @@
 (``docs/mqtt.md``, the scope and events in ``docs/specs/mqtt.md``). Inside: ``gateway``
 (the gateway), ``options`` (the options models), ``subscriptions`` (which filters are
 subscribed, for whom), ``events`` (checking what the application sends), ``properties``
-(MQTT 5 properties), ``client`` (building the aiomqtt client) and ``embedded`` (the
-in-process broker behind ``broker: embedded``). Topic names and filters follow
+(MQTT 5 properties), ``refusals`` (``BrokerRefused``: what the broker refused, with its
+reason code; publishing with the PUBACK's code), ``client`` (building the aiomqtt client)
+and ``embedded`` (the in-process broker behind ``broker: embedded``). Topic names and filters follow
 ``layer.topics``, the one home of the MQTT topic rules.
 
 ``MQTTGateway`` and ``MQTTGatewayOptions``, the names before 0.2, still work for one release
@@ -20,8 +21,9 @@ from gateways.moved import renamed
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.gateway import MqttGateway
 from gateways.mqtt.options import MqttGatewayOptions
+from gateways.mqtt.refusals import BrokerRefused
 
-__all__ = ["EmbeddedBroker", "MqttGateway", "MqttGatewayOptions"]
+__all__ = ["BrokerRefused", "EmbeddedBroker", "MqttGateway", "MqttGatewayOptions"]
 
 
 def __getattr__(name: str) -> Any:

@@ -144,6 +144,11 @@ class ManualAcks:
         paho.on_connect = on_connect
         paho.on_message = on_message
 
+    @property
+    def paho(self) -> PahoClient:
+        """The paho-mqtt client under the aiomqtt client (checked here; see the class)."""
+        return self._paho
+
     def arrival(self, mid: int) -> tuple[bool, int]:
         """For the next message aiomqtt yields, ``mid`` its packet identifier: whether it
         arrived with DUP set (MQTT 5.0 section 3.3.1.1: the broker had sent it before,

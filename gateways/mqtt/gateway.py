@@ -23,7 +23,6 @@ import asyncio
 import functools
 import itertools
 import logging
-import math
 import secrets
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -40,6 +39,7 @@ from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import properties_in
+from gateways.mqtt.refusals import Publisher, connack_refusal
 from gateways.mqtt.subscriptions import SubscriptionTable
 from layer.types import ASGIApp, Message
 
@@ -105,6 +105,7 @@ class MqttGateway(Gateway):
         self.client_id = options.client_id or f"asgi-gateway-{name}-{secrets.token_hex(4)}"
         self._client: aiomqtt.Client | None = None
         self._acks: Acknowledgements | None = None
+        self._publisher: Publisher | None = None
         self._embedded: EmbeddedBroker | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -133,6 +134,10 @@ class MqttGateway(Gateway):
         Raises:
             GatewayError: The embedded broker can't start, TLS files can't be loaded, or an
                 application's ``topic_filters()`` returned an invalid filter.
+            BrokerRefused: The broker refused the first connection for good (CONNACK bad user
+                name or password, not authorized, banned, ...: ``PERMANENT_CONNACK_CODES``),
+                or a subscription of the gateway's own filters (SUBACK >= 0x80); the
+                message names the reason code and the filter.
         """
         self._subscriptions.configure(self.application)
         if not self._subscriptions.filters:
@@ -146,6 +151,7 @@ class MqttGateway(Gateway):
             await self._embedded.start()
         self._client = make_client(self.name, self.client_id, self.options)
         self._acks = Acknowledgements(self.name, self._client)
+        self._publisher = Publisher(self.name, self.options, self._acks.manual.paho, self._client)
         expiry = self.options.effective_session_expiry
         if self.options.session_expiry is None and expiry is not None:
             logger.info(
@@ -160,6 +166,9 @@ class MqttGateway(Gateway):
         self._run_task.add_done_callback(self._run_done)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), self.options.publish_timeout)
+        except GatewayError:
+            await self.close_transport()
+            raise
         except TimeoutError:
             logger.info(
                 "Gateway %r: subscriptions not yet acknowledged by %s after %.1f s; serving",
@@ -189,9 +198,13 @@ class MqttGateway(Gateway):
         """Carry out ``mqtt.publish``, ``mqtt.subscribe`` or ``mqtt.unsubscribe``.
 
         Raises:
+            BrokerRefused: The broker refused it: a SUBSCRIBE (SUBACK >= 0x80, on MQTT 3.1.1
+                and 5) or a QoS 1 PUBLISH (PUBACK >= 0x80, MQTT 5 only; e.g. 0x87 Not
+                authorized). A refused publish on MQTT 3.1.1, at QoS 0 or at QoS 2 is not
+                seen (``docs/mqtt.md``, access control on the broker).
             GatewayError: Unknown event type, an invalid topic, filter, payload or property,
-                a payload over ``max_payload``, no connection within ``publish_timeout``
-                seconds, or a broker refusal.
+                a payload over ``max_payload``, or no connection within ``publish_timeout``
+                seconds.
         """
         kind = message.get("type")
         if kind == "mqtt.publish":
@@ -208,12 +221,14 @@ class MqttGateway(Gateway):
 
     async def _publish(self, message: Message) -> None:
         topic, payload, qos, retain, properties = parse_publish(message, self.name, self.options)
-        client = self._require_client()
+        publisher = self._publisher
+        if publisher is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
         timeout = self.options.publish_timeout
         try:
             async with asyncio.timeout(timeout):
                 await self._connected.wait()
-                await client.publish(topic, payload, qos, retain, properties, timeout=math.inf)
+                await publisher.publish(topic, payload, qos, retain, properties)
         except TimeoutError:
             raise GatewayError(
                 f"gateway {self.name!r}: publish to {topic!r} not done within {timeout} s "
@@ -303,7 +318,10 @@ class MqttGateway(Gateway):
                 ready.cancel()
             return
         exc = task.exception() or GatewayError(f"gateway {self.name!r}: connection loop ended")
-        logger.error("Gateway %r: the MQTT connection loop failed", self.name, exc_info=exc)
+        if isinstance(exc, GatewayError):  # a refusal, already said in full: no traceback
+            logger.error("Gateway %r stops: %s", self.name, exc)
+        else:
+            logger.error("Gateway %r: the MQTT connection loop failed", self.name, exc_info=exc)
         self.fail(exc)
         if ready is not None and not ready.done():
             ready.set_exception(exc)
@@ -334,6 +352,10 @@ class MqttGateway(Gateway):
                 await self._serve(client)
         except aiomqtt.MqttError as exc:
             if connected_at is None:
+                refused = connack_refusal(exc, self.name, self.address, self.options.protocol)
+                if refused is not None and self._connections == 0:
+                    self._start_failed(refused)
+                    raise refused from None
                 raise
             if loop.time() - connected_at < self.options.reconnect.maximum:
                 raise _ConnectionLost(_reason(exc)) from exc
@@ -350,6 +372,12 @@ class MqttGateway(Gateway):
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
 
+    def _start_failed(self, exc: BaseException | None) -> None:
+        """Fail ``start_transport`` with ``exc`` if it is still waiting."""
+        if exc is not None and self._ready is not None and not self._ready.done():
+            self._ready.set_exception(exc)
+            self._ready.exception()  # retrieved: start_transport may have stopped waiting
+
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Subscribe while already taking messages: with a persistent session the broker
         sends its backlog before the SUBACK, which may take longer than any timeout. The
@@ -359,6 +387,8 @@ class MqttGateway(Gateway):
         try:
             await asyncio.wait((subscriber, consumer), return_when=asyncio.FIRST_COMPLETED)
             if subscriber.done():
+                if subscriber.exception() is not None:
+                    self._start_failed(subscriber.exception())
                 subscriber.result()
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)

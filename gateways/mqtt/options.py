@@ -6,6 +6,7 @@ topic rules (MQTT 5.0 sections 4.7 and 4.8.2), which routing and consumers use t
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -20,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateways.base import GatewayOptions
+from gateways.base import GatewayError, GatewayOptions
 from gateways.options import Reconnect, TlsFiles
 from layer.topics import split_shared, validate_topic_filter, validate_topic_name
 
@@ -135,13 +136,41 @@ class _Model(BaseModel):
 
 class MqttTls(TlsFiles):
     """TLS settings (used with an ``mqtts://`` broker): ``ca_file``, ``cert_file`` and
-    ``key_file`` as in ``TlsFiles``, and:
+    ``key_file`` as in ``TlsFiles`` (a client certificate for brokers that authenticate
+    clients by it, e.g. Mosquitto's ``require_certificate``), and:
 
     Attributes:
+        key_password: Password of an encrypted ``key_file`` (or of the key inside
+            ``cert_file``). A secret: never logged.
         insecure: Skip checking the broker's certificate and host name. For tests only.
     """
 
+    key_password: SecretStr | None = None
     insecure: bool = False
+
+    @model_validator(mode="after")
+    def _password_needs_cert(self) -> MqttTls:
+        if self.key_password is not None and self.cert_file is None:
+            raise ValueError("tls.key_password is set but tls.cert_file is not")
+        return self
+
+    def context(self, gateway: str, *, verify: bool) -> ssl.SSLContext:
+        """As ``TlsFiles.context``, opening the private key with ``key_password``.
+
+        Raises:
+            GatewayError: A TLS file can't be read, is not valid PEM, or the key can't be
+                opened with ``key_password`` (the message never shows it).
+        """
+        if self.key_password is None or self.cert_file is None:
+            return super().context(gateway, verify=verify)
+        context = TlsFiles(ca_file=self.ca_file).context(gateway, verify=verify)
+        try:
+            context.load_cert_chain(
+                self.cert_file, self.key_file, self.key_password.get_secret_value()
+            )
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise GatewayError(f"gateway {gateway!r}: can't load the TLS files: {exc}") from None
+        return context
 
 
 class MqttWill(_Model):

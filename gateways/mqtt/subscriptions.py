@@ -20,12 +20,12 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.client import MQTT_ERR_NO_CONN
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.mqtt.acks import WIRE_MAX_QOS
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import subscribe_properties
+from gateways.mqtt.refusals import BrokerRefused, code_of
 from layer.topics import filter_matches, validate_topic_filter
 
 __all__ = ["SubscriptionTable"]
@@ -230,8 +230,9 @@ class SubscriptionTable:
                 A SUBACK or UNSUBACK is awaited until then, without a timeout of its own.
 
         Raises:
-            GatewayError: The broker refused the subscription (it is then forgotten, or back
-                at its former QoS), or the SUBSCRIBE or UNSUBSCRIBE failed but not because
+            BrokerRefused: The broker refused the subscription (SUBACK >= 0x80; it is then
+                forgotten, or back at its former QoS).
+            GatewayError: The SUBSCRIBE or UNSUBSCRIBE failed but not because
                 the connection was lost.
         """
         wanted = self._wanted_qos(topic_filter)
@@ -270,23 +271,49 @@ class SubscriptionTable:
                 self._broker_subs.pop(topic_filter, None)
             else:
                 self._broker_subs[topic_filter] = current
-            raise GatewayError(f"broker {self._broker} refused subscription {refused[0]}")
+            raise self._refusal(*refused[0])
+
+    def _refusal(self, topic_filter: str, code: Any) -> BrokerRefused:
+        return BrokerRefused.of(
+            "SUBACK",
+            code,
+            protocol=self._options.protocol,
+            what=f"gateway {self._gateway!r}: broker {self._broker} refused the subscription "
+            f"to {topic_filter!r}",
+            topic=topic_filter,
+        )
 
     async def subscribe_all(self, client: aiomqtt.Client) -> None:
         """Subscribe every filter the broker should have (on connect and every reconnect),
-        awaiting the SUBACKs without a timeout; refusals are logged."""
+        awaiting the SUBACKs without a timeout.
+
+        A refused filter of a scope's own (``mqtt.subscribe``) is logged and forgotten: the
+        scope keeps running without it. A refused filter of the gateway's own (YAML or
+        routes) is an error: the gateway cannot serve what it was configured for.
+
+        Raises:
+            BrokerRefused: The broker refused one of the gateway's own filters (the first
+                named; every refusal is logged).
+        """
         items = list(self._broker_subs.items())
-        for refused in await self._subscribe(client, items, math.inf):
-            logger.error(
-                "Gateway %r: broker %s refused subscription %s",
-                self._gateway,
-                self._broker,
-                refused,
-            )
+        fatal: BrokerRefused | None = None
+        for topic_filter, code in await self._subscribe(client, items, math.inf):
+            refusal = self._refusal(topic_filter, code)
+            logger.error("%s", refusal)
+            if topic_filter in self.filters:
+                fatal = fatal or refusal
+            else:
+                self._broker_subs.pop(topic_filter, None)
+                for instance in list(self.owned.get(topic_filter, ())):
+                    self.disown(instance, topic_filter)
+        if fatal is not None:
+            raise fatal
         if items:
             logger.debug("Gateway %r subscribed to %d filters", self._gateway, len(items))
 
-    async def _change(self, client: aiomqtt.Client, topic_filter: str, qos: int) -> list[str]:
+    async def _change(
+        self, client: aiomqtt.Client, topic_filter: str, qos: int
+    ) -> list[tuple[str, Any]]:
         """SUBSCRIBE ``topic_filter`` at ``qos``, or UNSUBSCRIBE it when ``qos`` < 0; return
         the refusals."""
         timeout = self._options.publish_timeout
@@ -297,8 +324,9 @@ class SubscriptionTable:
 
     async def _subscribe(
         self, client: aiomqtt.Client, items: list[tuple[str, int]], ack_timeout: float | None = None
-    ) -> list[str]:
-        """Subscribe ``(filter, qos)`` items; return those the broker refused, described.
+    ) -> list[tuple[str, Any]]:
+        """Subscribe ``(filter, qos)`` items; return those the broker refused, with the
+        SUBACK reason code of each (MQTT 5.0 section 3.9.3, MQTT 3.1.1 section 3.9.3).
 
         On MQTT 5 each filter goes in a SUBSCRIBE of its own, with its Subscription
         Identifier; a broker without them (reason code 0xA1) gets them again without. QoS 2
@@ -330,9 +358,9 @@ class SubscriptionTable:
             self.id_filters.clear()
             return await self._subscribe(client, items, ack_timeout)
         return [
-            f"{topic_filter!r}: {code}"
+            (topic_filter, code)
             for (topic_filter, _), code in zip(items, codes, strict=True)
-            if (code.is_failure if isinstance(code, ReasonCode) else int(code) >= 0x80)
+            if code_of(code) >= 0x80
         ]
 
     def _id_properties(self, topic_filter: str) -> Properties:
