@@ -39,15 +39,19 @@ ENTRY_POINT_GROUP = "asgi_gateway.gateways"
 #: asgi-gateway runs from a checkout that was never installed (no entry points to read).
 BUILTIN_GATEWAYS: dict[str, str] = {
     "console": "gateways.console:ConsoleGateway",
+    "discord": "gateways.discord:DiscordGateway",
     "irc": "gateways.irc:IrcGateway",
+    "matrix": "gateways.matrix:MatrixGateway",
     "mqtt": "gateways.mqtt:MqttGateway",
     "slack": "gateways.slack:SlackGateway",
+    "telegram": "gateways.telegram:TelegramGateway",
+    "xmpp": "gateways.xmpp:XmppGateway",
 }
 
 _OUR_DISTRIBUTION = "asgi-gateway"
 
 #: The extra of asgi-gateway that installs what a built-in adapter needs.
-_EXTRAS = {"irc": "irc", "slack": "slack"}
+_EXTRAS = {name: name for name in ("discord", "irc", "matrix", "slack", "telegram", "xmpp")}
 
 
 @dataclass(frozen=True)

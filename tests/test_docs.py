@@ -40,6 +40,13 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     pip = re.search(r"pip install (.+?) &&", commands[1])
     assert pip is not None
     assert f"pip install -q {pip.group(1)}\n" in ci
+    # And Synapse in its own venv, where gateways/testing/synapse.py looks for it.
+    assert (
+        "python3 -m venv .venv-synapse && .venv-synapse/bin/pip install matrix-synapse"
+        in (commands[1])
+    )
+    assert "python3 -m venv .venv-synapse\n" in ci
+    assert ".venv-synapse/bin/python -m pip install -q matrix-synapse\n" in ci
 
 
 @pytest.mark.parametrize(

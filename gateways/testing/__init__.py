@@ -5,18 +5,26 @@ Real servers on free loopback ports, each a ``ServerProcess`` (``start``, ``stop
 
 - ``Mosquitto``: an MQTT broker (Debian package ``mosquitto``);
 - ``RedisServer``: a ``redis-server`` for the Redis channel layer (``redis-server``);
-- ``Ngircd``: an IRC server, optionally with TLS (``ngircd``).
+- ``Ngircd``: an IRC server, optionally with TLS (``ngircd``);
+- ``Synapse``: a Matrix homeserver (``matrix-synapse`` from PyPI, in its own venv), and
+  ``MatrixHuman``, a matrix-nio client playing a person (needs the ``matrix`` extra);
+- ``Prosody``: an XMPP server with a MUC service and a test CA (``prosody``), and
+  ``XmppHuman``, a slixmpp client playing a person (needs the ``xmpp`` extra).
 
 A wire test server, for a platform that cannot be reached from a test:
 
 - ``SlackTestServer``: Slack's Web API, Socket Mode and signed Events API requests, for
   slack-bolt and slack_sdk unchanged (needs the ``slack`` extra); payload builders in
-  ``gateways.testing.slack_payloads``.
+  ``gateways.testing.slack_payloads``;
+- ``TelegramTestServer``: Telegram's Bot API (getUpdates long polling, webhooks with the
+  secret token, sendMessage...), for aiogram unchanged (``gateways.testing.telegram``);
+- ``DiscordTestServer``: Discord's REST API and gateway WebSocket (HELLO, IDENTIFY, RESUME,
+  zlib-stream, 429s), for hikari unchanged (``gateways.testing.discord``).
 
 And the conformance kit every adapter should pass, ``GatewayConformance`` with its
 ``ConformanceHarness`` (needs pytest and pytest-asyncio). ``docs/adapters.md`` shows each.
-``SlackTestServer`` and the kit are imported on first use, so ``import gateways.testing``
-needs neither aiohttp nor pytest.
+The platform kits and the conformance kit are imported on first use, so
+``import gateways.testing`` needs neither aiohttp, a platform's client library nor pytest.
 """
 
 from __future__ import annotations
@@ -31,16 +39,26 @@ from gateways.testing.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+    from gateways.testing.discord import DiscordTestServer
+    from gateways.testing.prosody import Prosody, XmppHuman
     from gateways.testing.slack_server import SlackTestServer
+    from gateways.testing.synapse import MatrixHuman, Synapse
+    from gateways.testing.telegram import TelegramTestServer
 
 __all__ = [
     "ConformanceHarness",
+    "DiscordTestServer",
     "GatewayConformance",
+    "MatrixHuman",
     "Mosquitto",
     "Ngircd",
+    "Prosody",
     "RedisServer",
     "ServerProcess",
     "SlackTestServer",
+    "Synapse",
+    "TelegramTestServer",
+    "XmppHuman",
     "accepts",
     "find_binary",
     "free_port",
@@ -51,11 +69,17 @@ _LAZY = {
     "ConformanceHarness": "gateways.testing.conformance",
     "GatewayConformance": "gateways.testing.conformance",
     "SlackTestServer": "gateways.testing.slack_server",
+    "TelegramTestServer": "gateways.testing.telegram",
+    "DiscordTestServer": "gateways.testing.discord",
+    "Synapse": "gateways.testing.synapse",
+    "MatrixHuman": "gateways.testing.synapse",
+    "Prosody": "gateways.testing.prosody",
+    "XmppHuman": "gateways.testing.prosody",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Import the Slack test server and the conformance kit on first use."""
+    """Import the platform kits and the conformance kit on first use."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

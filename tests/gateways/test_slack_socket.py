@@ -62,7 +62,12 @@ async def test_each_conversation_kind_is_its_own_scope(
     assert [e["type"] for e in first] == ["chat.connect", "chat.message"]
     event = first[1]
     assert event["text"] == "in a channel"
-    assert event["user"] == {"id": "U0USER0001", "name": "alice", "is_bot": False}
+    assert event["user"] == {
+        "id": "U0USER0001",
+        "name": "alice",
+        "is_bot": False,
+        "identity": "slack:U0USER0001",
+    }
     assert event["thread_id"] is None
     assert event["mentions_bot"] is False
     assert event["id"] == event["raw"]["ts"]
@@ -158,7 +163,12 @@ async def test_slash_command_is_acknowledged_and_dispatched(
     }
     event = log.events[-1]
     assert (event["command"], event["text"]) == ("/temp", "kitchen")
-    assert event["user"] == {"id": "U0USER0001", "name": "alice", "is_bot": False}
+    assert event["user"] == {
+        "id": "U0USER0001",
+        "name": "alice",
+        "is_bot": False,
+        "identity": "slack:U0USER0001",
+    }
     assert "token" not in event["raw"]
 
 
