@@ -36,7 +36,8 @@ forever; network errors, HTTP 5xx and ``ratelimited`` are retried as before.
 
 Beside this module: ``options``, ``inbound`` (payloads to events; it uses the gateway as an
 ``InboundHost``), ``outbound`` (events to Web API arguments), ``events`` (parsing and
-request checks; ``Threads``, owned here, shared by both halves) and ``retry`` (retry handlers, the watch for refused tokens).
+request checks; ``Threads``, owned here, shared by both halves) and ``retry`` (retry
+handlers, the watch for refused tokens).
 """
 
 from __future__ import annotations
