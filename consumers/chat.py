@@ -77,6 +77,7 @@ class ChatConsumer(AsyncConsumer):
     """
 
     commands: ClassVar[dict[str, Command]] = {}
+    _last_sender: tuple[Mapping[str, Any], Sender] | None = None
     command_prefixes: ClassVar[tuple[str, ...]] = ()
     require_address: ClassVar[bool] = False
     unknown_command_reply: ClassVar[str] = (
@@ -98,8 +99,13 @@ class ChatConsumer(AsyncConsumer):
 
     def sender_of(self, message: Mapping[str, Any]) -> Sender:
         """Who sent ``message`` (its ``user``), and where, as the access policy sees it."""
+        last = self._last_sender
+        if last is not None and last[0] is message:
+            return last[1]  # asked again for the same event: rate, rules, then the answer
         user = message.get("user")
-        return Sender.of(self.scope, user if isinstance(user, Mapping) else {})
+        sender = Sender.of(self.scope, user if isinstance(user, Mapping) else {})
+        self._last_sender = (message, sender)
+        return sender
 
     @property
     def bot(self) -> ChatBot:
