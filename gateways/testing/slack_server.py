@@ -43,10 +43,8 @@ https://docs.slack.dev/authentication/verifying-requests-from-slack.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -54,7 +52,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from gateways.testing import free_port
+from gateways.testing.http_server import HttpTestServer
+from gateways.testing.processes import free_port
 from gateways.testing.slack_api import ApiCall, PostedMessage
 from gateways.testing.slack_payloads import (
     DEFAULT_APP_ID,
@@ -104,7 +103,7 @@ class HttpDelivery:
         return json.loads(self.body)
 
 
-class SlackTestServer(SocketMode):
+class SlackTestServer(SocketMode, HttpTestServer):
     """A local Slack: Web API over HTTP, Socket Mode over WebSocket, signed Events API posts.
 
     Args:
@@ -119,6 +118,8 @@ class SlackTestServer(SocketMode):
             redelivering it (Slack: 3).
         max_retries: Most redeliveries of one envelope (Slack: 3).
     """
+
+    makes_requests = True  # Events API deliveries
 
     def __init__(
         self,
@@ -150,8 +151,6 @@ class SlackTestServer(SocketMode):
             bot_name=bot_name,
         )
         self.signing_secret = signing_secret
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"<SlackTestServer {self.url} connections={self.live_connections}>"
@@ -168,43 +167,13 @@ class SlackTestServer(SocketMode):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on ``host:port``."""
-        if self._runner is not None:
-            return
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self.handle_api)
         app.router.add_get("/link/", self._socket)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
-        self._runner = runner
-        self._session = aiohttp.ClientSession()
 
-    async def stop(self) -> None:
-        """Close every socket and stop listening."""
+    async def close_connections(self) -> None:
+        """Close every Socket Mode socket."""
         await self.close_sockets()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def started(cls, **options: Any) -> AsyncIterator[SlackTestServer]:
-        """``async with SlackTestServer.started() as slack:``: started, stopped on exit.
-
-        Args:
-            options: The constructor's keyword arguments.
-        """
-        server = cls(**options)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
 
     # -- the Events API: requests to the app -----------------------------------------------
 
@@ -237,7 +206,7 @@ class SlackTestServer(SocketMode):
             aiohttp.ClientError: The app can't be reached.
             TimeoutError: No answer within ``within`` seconds.
         """
-        if self._session is None:
+        if self.session is None:
             raise RuntimeError("SlackTestServer is not started")
         stamp = str(int(time.time()) if timestamp is None else timestamp)
         secret = self.signing_secret + ("-wrong" if bad_signature else "")
@@ -250,7 +219,7 @@ class SlackTestServer(SocketMode):
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         timeout = aiohttp.ClientTimeout(total=within)
-        async with self._session.post(
+        async with self.session.post(
             url, data=body.encode(), headers=headers, timeout=timeout
         ) as response:
             return HttpDelivery(response.status, await response.text())

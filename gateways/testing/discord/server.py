@@ -37,8 +37,6 @@ https://discord.com/developers/docs/topics/rate-limits.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -54,12 +52,13 @@ from gateways.testing.discord.gateway import (
     Session,
 )
 from gateways.testing.discord.rest import CREATE_MESSAGE, RestCall, SentMessage
+from gateways.testing.http_server import HttpTestServer
 from gateways.testing.processes import free_port
 
 __all__ = ["CREATE_MESSAGE", "DiscordTestServer", "RestCall", "SentMessage", "Session"]
 
 
-class DiscordTestServer(GatewayApi):
+class DiscordTestServer(GatewayApi, HttpTestServer):
     """A local Discord: the REST API over HTTP and the gateway over WebSocket, one port.
 
     Args:
@@ -98,7 +97,6 @@ class DiscordTestServer(GatewayApi):
         )
         self.host = host
         self.port = port if port is not None else free_port(host)
-        self._runner: web.AppRunner | None = None
 
     def __repr__(self) -> str:
         return f"<DiscordTestServer {self.url} sessions={len(self.live_sessions)}>"
@@ -120,39 +118,13 @@ class DiscordTestServer(GatewayApi):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on ``host:port``."""
-        if self._runner is not None:
-            return
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         self.add_rest_routes(app, "/api/v10")
         app.router.add_get("/gateway", self.handle_gateway)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
-        self._runner = runner
 
-    async def stop(self) -> None:
-        """Close every gateway connection and stop listening."""
+    async def close_connections(self) -> None:
+        """Close every gateway connection."""
         await self.close_gateway()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def started(cls, **options: Any) -> AsyncIterator[DiscordTestServer]:
-        """``async with DiscordTestServer.started() as discord:``: started, stopped on exit.
-
-        Args:
-            options: The constructor's keyword arguments.
-        """
-        server = cls(**options)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
 
     # -- what a test does ------------------------------------------------------------------
 

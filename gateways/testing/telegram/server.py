@@ -44,13 +44,13 @@ import contextlib
 import copy
 import itertools
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from gateways.testing.http_server import HttpTestServer
 from gateways.testing.processes import free_port
 from gateways.testing.telegram.api import ApiError, BotApi, SentMessage, error_body
 from gateways.testing.telegram.payloads import entities_of
@@ -87,7 +87,7 @@ class HttpAnswer:
     body: str
 
 
-class TelegramTestServer(BotApi):
+class TelegramTestServer(BotApi, HttpTestServer):
     """A local Bot API server.
 
     Args:
@@ -100,6 +100,9 @@ class TelegramTestServer(BotApi):
             POSTed again.
         first_update_id: The first ``update_id``.
     """
+
+    makes_requests = True  # webhook deliveries
+    cancels_handlers = True  # a long poll the client dropped
 
     def __init__(
         self,
@@ -130,8 +133,6 @@ class TelegramTestServer(BotApi):
         self._poll_generation = 0
         #: ``getUpdates`` calls waiting for an update now (long polls).
         self.waiting_polls = 0
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._pusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -145,42 +146,12 @@ class TelegramTestServer(BotApi):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on ``host:port``."""
-        if self._runner is not None:
-            return
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await runner.setup()
-        await web.TCPSite(runner, self.host, self.port).start()
-        self._runner = runner
-        self._session = aiohttp.ClientSession()
 
-    async def stop(self) -> None:
-        """Stop delivering and listening."""
+    async def close_connections(self) -> None:
+        """Stop delivering to the webhook."""
         await self._stop_pusher()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def started(cls, **options: Any) -> AsyncIterator[TelegramTestServer]:
-        """``async with TelegramTestServer.started() as telegram:``: started, stopped on exit.
-
-        Args:
-            options: The constructor's keyword arguments.
-        """
-        server = cls(**options)
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
 
     # -- updates a test makes ------------------------------------------------------------
 
@@ -306,13 +277,13 @@ class TelegramTestServer(BotApi):
         """POST ``body`` to a webhook ``url`` as Telegram would (``Content-Type:
         application/json``, ``X-Telegram-Bot-Api-Secret-Token: secret`` when given), outside
         the update queue: to test what the bot does with a wrong secret or a broken body."""
-        if self._session is None:
+        if self.session is None:
             raise RuntimeError("TelegramTestServer is not started")
         headers = {"Content-Type": "application/json"}
         if secret is not None:
             headers[SECRET_HEADER] = secret
         timeout = aiohttp.ClientTimeout(total=within)
-        async with self._session.post(url, data=body, headers=headers, timeout=timeout) as answer:
+        async with self.session.post(url, data=body, headers=headers, timeout=timeout) as answer:
             return HttpAnswer(answer.status, await answer.text())
 
     # -- the HTTP side -------------------------------------------------------------------
@@ -466,9 +437,9 @@ class TelegramTestServer(BotApi):
             await self.wait_until(lambda: bool(self.updates), "an update", float("inf"))
             update = self.updates[0]
             status = 0
-            if self._session is not None:
+            if self.session is not None:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with self._session.post(
+                    async with self.session.post(
                         hook["url"],
                         data=json.dumps(update).encode(),
                         headers=headers,
