@@ -191,7 +191,8 @@ def _plain(
     if isinstance(node, CommentedMap):
         mapping: dict[str, Any] = {}
         for key, value in node.items():
-            position = node.lc.data.get(key)  # keys merged in by "<<" have no own line
+            # Keys merged in by "<<" have no own line; a tagged node may have no line data.
+            position = (node.lc.data or {}).get(key)
             if not isinstance(key, str):
                 problems.append(
                     ConfigError(
@@ -211,7 +212,7 @@ def _plain(
         items: list[Any] = []
         for index, value in enumerate(node):
             child = (*path, index)
-            position = node.lc.data.get(index)
+            position = (node.lc.data or {}).get(index)
             if position is not None:
                 source.record(child, position[0] + 1)
             items.append(_plain(value, child, source, env, problems))

@@ -183,7 +183,8 @@ class JsonMqttConsumer(MqttConsumer):
             data: Any = json.loads(payload.decode("utf-8"))
             if model is not None:
                 data = model.model_validate(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        # RecursionError: JSON nested deeper than Python's recursion limit (b"[" * 5000).
+        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError, RecursionError) as exc:
             self._invalid_payload(message, exc)
             return
         await self.receive_json(data, message)
@@ -239,6 +240,8 @@ class JsonMqttConsumer(MqttConsumer):
             why = f"does not fit {exc.title}: {why}"
         elif isinstance(exc, UnicodeDecodeError):
             why = f"is not UTF-8: {exc.reason} at byte {exc.start}"
+        elif isinstance(exc, RecursionError):
+            why = "is JSON nested too deep to parse"
         else:
             why = f"is not JSON: {exc}"
         payload = message["payload"]

@@ -292,3 +292,22 @@ async def test_counter_is_per_consumer_class() -> None:
     await communicator.disconnect()
     assert invalid_count(ModelEcho) == before_model + 1
     assert invalid_count(Echo) == before_echo
+
+
+async def test_json_nested_too_deep_is_an_invalid_payload_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Deep(JsonMqttConsumer):
+        async def receive_json(self, data: Any, message: Any) -> None:
+            await self.publish("out", b"parsed")
+
+    before = Deep.invalid_payload_count()
+    communicator = MqttCommunicator(Deep.as_asgi(), "in")
+    await communicator.connect()
+    with caplog.at_level(logging.WARNING):
+        await communicator.send_message(b"[" * 5000 + b"]" * 5000, topic="in")
+        assert await communicator.receive_nothing(0.2)
+    await communicator.disconnect()
+    assert Deep.invalid_payload_count() == before + 1
+    (record,) = [r for r in caplog.records if "nested too deep" in r.getMessage()]
+    assert record.exc_info is None
