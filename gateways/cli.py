@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -128,7 +129,14 @@ def run(
     """Run the gateways (and workers) that CONFIG_FILE describes until SIGINT or SIGTERM."""
     if reload:
         _reload(config_file, log_level, log_format)
+    # A SIGTERM while the application is imported and the layer built (before serve()
+    # installs its handlers) is a stop before anything started: exit 0, as after a drain.
+    signal.signal(signal.SIGTERM, _stopped_before_serving)
     _serve(_build(config_file, log_level, log_format=log_format))
+
+
+def _stopped_before_serving(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 def _reload(config_file: Path, log_level: str | None, log_format: LogFormat | None) -> None:
