@@ -5,18 +5,34 @@
 ``connect_properties`` and ``subscribe_properties`` build those of the CONNECT and SUBSCRIBE
 packets the gateway sends. Property names are those of MQTT 5.0 section 2.2.2.2, in
 snake_case (``layer/types.py``, ``MQTTProperties``).
+
+``mend_paho_strings`` corrects how paho decodes the strings of received properties, once
+per process: paho 2.2 refuses U+FEFF in them as a Malformed Packet and drops the
+connection, where MQTT 5.0 section 1.5.4 ([MQTT-1.5.4-3]) says a receiver must keep it. As
+the broker (Mosquitto) accepts such a PUBLISH and sends it again on every reconnect until
+it is acknowledged, one publish with a zero-width no-break space in a user property or a
+Response Topic would otherwise cut the gateway off its broker for good.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import paho.mqtt.properties as paho_properties
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateways.base import GatewayError
 
-__all__ = ["connect_properties", "properties_in", "properties_out", "subscribe_properties"]
+__all__ = [
+    "connect_properties",
+    "mend_paho_strings",
+    "properties_in",
+    "properties_out",
+    "subscribe_properties",
+]
 
 #: paho's name of each MQTT 5 PUBLISH property (MQTT 5.0 section 3.3.2.3) -> ours.
 _PROPERTIES_IN = {
@@ -120,3 +136,52 @@ def subscribe_properties(subscription_id: int) -> Properties:
     properties = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
     properties.SubscriptionIdentifier = subscription_id
     return properties
+
+
+#: What paho 2.2 says when it refuses U+FEFF (``paho.mqtt.properties.readUTF``).
+_PAHO_FEFF_REFUSAL = "[MQTT-1.5.4-3]"
+#: A UTF-8 Encoded String (MQTT 5.0 section 1.5.4) that holds only U+FEFF.
+_FEFF_STRING = b"\x00\x03\xef\xbb\xbf"
+
+
+def mend_paho_strings() -> bool:
+    """Make paho keep U+FEFF in the strings of received MQTT 5 properties, if it refuses it.
+
+    MQTT 5.0 section 1.5.4: the sequence 0xEF 0xBB 0xBF "MUST NOT be skipped over or
+    stripped off by a packet receiver" ([MQTT-1.5.4-3]); paho 2.2 raises ``MalformedPacket``
+    for it instead and closes the connection. Where paho does, its string reader
+    (``paho.mqtt.properties.readUTF``) is wrapped: every string paho accepts is read by
+    paho as before, and one that paho refuses only for U+FEFF is read with the character
+    kept. Ill-formed UTF-8 and U+0000 stay Malformed Packets ([MQTT-1.5.4-1] and
+    [MQTT-1.5.4-2]). Idempotent; a paho that keeps U+FEFF is left as it is.
+
+    Returns:
+        Whether paho's reader is wrapped after the call.
+    """
+    read: Callable[[bytes | bytearray, int], tuple[str, int]] = paho_properties.readUTF
+    if getattr(read, "keeps_feff", False):
+        return True
+    try:
+        read(_FEFF_STRING, len(_FEFF_STRING))
+    except MalformedPacket as exc:
+        if not str(exc).startswith(_PAHO_FEFF_REFUSAL):
+            return False
+    else:
+        return False
+
+    def read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
+        try:
+            return read(buffer, maxlen)
+        except MalformedPacket as exc:
+            if not str(exc).startswith(_PAHO_FEFF_REFUSAL):
+                raise
+        # paho checked the length and that the bytes are UTF-8 before it saw U+FEFF.
+        length = int.from_bytes(buffer[:2], "big")
+        text = bytes(buffer[2 : 2 + length]).decode("utf-8")
+        if "\x00" in text:
+            raise MalformedPacket("[MQTT-1.5.4-2] Null found in UTF-8 data")
+        return text, length + 2
+
+    read_utf.keeps_feff = True  # type: ignore[attr-defined]
+    paho_properties.readUTF = read_utf
+    return True

@@ -237,6 +237,48 @@ async def test_mqtt5_properties_round_trip(mosquitto, mqtt_client, recording_app
     assert ("served-by", "gateway") in reply.properties.UserProperty
 
 
+async def test_mqtt5_string_properties_keep_u_feff(
+    mosquitto, mqtt_client, recording_app, run_gateway, caplog
+):
+    """MQTT 5.0 section 1.5.4 [MQTT-1.5.4-3]: U+FEFF in a string "MUST NOT be skipped over or
+    stripped off by a packet receiver". paho 2.2 refuses it as a Malformed Packet and drops
+    the connection; Mosquitto accepts it and sends the unacknowledged message again on every
+    reconnect, so one such publish used to cut the gateway off its broker for good."""
+    bom = "\ufeff"
+    app = recording_app()
+    gateway = make_gateway(
+        app, mosquitto.url, protocol=5, route_qos=1, subscriptions=[{"topic": "req/#"}]
+    )
+    await run_gateway(gateway)
+    caplog.set_level(logging.INFO, logger="gateways.mqtt")
+    async with mqtt_client(mosquitto.url, protocol=5) as probe:
+        await probe.publish(
+            "req/1",
+            b"{}",
+            qos=1,
+            properties={
+                "ResponseTopic": f"{bom}reply/1",
+                "ContentType": f"text/plain{bom}",
+                "UserProperty": [(bom, f"a{bom}b")],
+            },
+        )
+        await probe.publish("req/2", b"after", qos=1)
+
+        def topics() -> list[str]:
+            return [message["topic"] for log in app.logs for message in messages(log)]
+
+        await app.wait_for(lambda: "req/2" in topics())
+
+    received = [message for log in app.logs for message in messages(log)]
+    first = next(message for message in received if message["topic"] == "req/1")
+    assert first["properties"]["response_topic"] == f"{bom}reply/1"
+    assert first["properties"]["content_type"] == f"text/plain{bom}"
+    assert first["properties"]["user_properties"] == [(bom, f"a{bom}b")]
+    assert topics().count("req/1") == 1
+    lost = [r.getMessage() for r in caplog.records if "lost its connection" in r.getMessage()]
+    assert lost == []
+
+
 async def test_a_scope_subscription_delivers_to_that_scope(
     mosquitto, mqtt_client, recording_app, run_gateway
 ):
