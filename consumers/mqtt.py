@@ -183,8 +183,10 @@ class JsonMqttConsumer(MqttConsumer):
             data: Any = json.loads(payload.decode("utf-8"))
             if model is not None:
                 data = model.model_validate(data)
+        # ValueError: besides JSONDecodeError, UnicodeDecodeError and ValidationError (its
+        # subclasses), an integer of more digits than sys.get_int_max_str_digits() (4300).
         # RecursionError: JSON nested deeper than Python's recursion limit (b"[" * 5000).
-        except (UnicodeDecodeError, json.JSONDecodeError, ValidationError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:
             self._invalid_payload(message, exc)
             return
         await self.receive_json(data, message)
@@ -242,8 +244,10 @@ class JsonMqttConsumer(MqttConsumer):
             why = f"is not UTF-8: {exc.reason} at byte {exc.start}"
         elif isinstance(exc, RecursionError):
             why = "is JSON nested too deep to parse"
-        else:
+        elif isinstance(exc, json.JSONDecodeError):
             why = f"is not JSON: {exc}"
+        else:
+            why = f"is JSON that cannot be parsed: {exc}"
         payload = message["payload"]
         preview = payload[:PAYLOAD_PREVIEW_BYTES]
         logger.warning(

@@ -362,7 +362,8 @@ class TelegramGateway(ChatGateway):
         try:
             body = json.loads(await request.read())
             update = Update.model_validate(body, context={"bot": self.client})
-        except (ValueError, ValidationError) as exc:
+        # RecursionError: JSON nested deeper than Python's recursion limit (b"[" * 5000).
+        except (ValueError, ValidationError, RecursionError) as exc:
             logger.warning(
                 "Gateway %r: webhook body is not an Update (%s); refused (400)",
                 self.name,

@@ -311,3 +311,28 @@ async def test_json_nested_too_deep_is_an_invalid_payload_not_a_crash(
     assert Deep.invalid_payload_count() == before + 1
     (record,) = [r for r in caplog.records if "nested too deep" in r.getMessage()]
     assert record.exc_info is None
+
+
+async def test_json_integer_over_the_digit_limit_is_an_invalid_payload_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``json.loads`` raises a plain ``ValueError`` (not ``JSONDecodeError``) for an integer
+    of more digits than ``sys.get_int_max_str_digits()``; found by tests/hostile."""
+
+    class Big(JsonMqttConsumer):
+        async def receive_json(self, data: Any, message: Any) -> None:
+            await self.publish("out", b"parsed")
+
+    before = Big.invalid_payload_count()
+    communicator = MqttCommunicator(Big.as_asgi(), "in")
+    await communicator.connect()
+    with caplog.at_level(logging.WARNING):
+        await communicator.send_message(b'{"temperature": 2' + b"0" * 5000 + b"}", topic="in")
+        assert await communicator.receive_nothing(0.2)
+        await communicator.send_message(b'{"temperature": 20}', topic="in")
+        assert (await communicator.receive_publish())["payload"] == b"parsed"
+    await communicator.disconnect()
+    assert Big.invalid_payload_count() == before + 1
+    (record,) = [r for r in caplog.records if "cannot be parsed" in r.getMessage()]
+    assert record.exc_info is None
+    assert "scope key" in record.getMessage()

@@ -84,8 +84,13 @@ async def test_a_wrong_secret_or_a_broken_body_is_refused_in_one_line(
         assert (await telegram.post_raw(url, body)).status == 401
         assert (await telegram.post_raw(url, b"{not json", secret=SECRET)).status == 400
         assert (await telegram.post_raw(url, b'{"update": 1}', secret=SECRET)).status == 400
+        # Deeper than Python's recursion limit: json.loads raises RecursionError.
+        deep = b"[" * 5000 + b"]" * 5000
+        assert (await telegram.post_raw(url, deep, secret=SECRET)).status == 400
+        big = b'{"update_id": 1' + b"0" * 5000 + b"}"  # over the int digit limit: ValueError
+        assert (await telegram.post_raw(url, big, secret=SECRET)).status == 400
     refusals = [r for r in caplog.records if r.name == "gateways.telegram"]
-    assert len(refusals) == 4
+    assert len(refusals) == 6
     assert all(r.exc_info is None for r in caplog.records)
     assert SECRET not in caplog.text
     assert app.logs == []
