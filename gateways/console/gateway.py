@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from typing import Any, ClassVar, TextIO
 
@@ -37,6 +38,17 @@ logger = logging.getLogger(__name__)
 
 #: Messages remembered for ``:thread``, ``:react`` and ``:history``.
 _REMEMBERED = 10_000
+#: What a terminal would act on rather than show: the C0 and C1 controls but newline and
+#: tab (ESC starts the ANSI sequences that move the cursor, retitle the window or clear the
+#: screen; CR rewrites the line), and the bidi embeddings, overrides and isolates (Unicode
+#: UAX #9) that reorder what follows them on the line.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """``text`` with each character of ``_TERMINAL_CONTROLS`` written as its escape
+    (``\\x1b``, ``\\u202e``), so what a user or the bot says cannot drive the terminal."""
+    return _TERMINAL_CONTROLS.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 class ConsoleGatewayOptions(ChatGatewayOptions):
@@ -222,9 +234,10 @@ class ConsoleGateway(ChatGateway):
 
     def write(self, line: str) -> None:
         """Print a line (continuation lines indented); on a terminal, over the prompt, which
-        is then drawn again below it."""
+        is then drawn again below it. Control characters in ``line`` are printed as their
+        escapes (``\\x1b``), never sent to the terminal as they are."""
         out = self._stdout if self._stdout is not None else sys.stdout
-        text = line.replace("\n", "\n  ") + "\n"
+        text = _shown(line).replace("\n", "\n  ") + "\n"
         if self._prompt_shown:
             text = "\r\x1b[K" + text
             if self._reading:

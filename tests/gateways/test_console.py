@@ -79,6 +79,20 @@ def messages(app: Any) -> list[tuple[str, Message]]:
     ]
 
 
+async def test_control_characters_are_printed_as_escapes(console: Any, recording_app: Any) -> None:
+    """A bot relaying what someone typed elsewhere must not drive the terminal: ESC (ANSI
+    sequences), CR and bidi overrides are printed as escapes; a newline is a continuation
+    line, indented, so it cannot pass for a line of its own."""
+    text = "\x1b]0;pwned\x07\x1b[2Jhi\r[#general] alice: \u202eok\nnext"
+    app = recording_app(sends({"type": "chat.send", "text": text}))
+    chat = await console(app, user="alice", conversation="#general", bot_name="thermo")
+    chat.type("hello")
+    await chat.expect(r"[#general] thermo: \x1b]0;pwned\x07\x1b[2Jhi\r[#general] alice: \u202eok")
+    assert "  next" in chat.lines
+    assert "\x1b" not in chat.stdout.getvalue()
+    assert "\u202e" not in chat.stdout.getvalue()
+
+
 async def test_lines_become_messages_commands_and_mentions(
     console: Any, recording_app: Any
 ) -> None:
