@@ -26,7 +26,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
 from gateways.base import Gateway
-from gateways.errors import GatewayError
+from gateways.http import listen
 
 __all__ = ["CONNECTED", "MonitoringServer"]
 
@@ -78,16 +78,7 @@ class MonitoringServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self._port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise GatewayError(
-                f"monitoring: cannot listen on {self.host}:{self._port}: {exc}"
-            ) from exc
-        self._runner = runner
+        self._runner = await listen(app, self.host, self._port, "monitoring")
         logger.info("Monitoring at %s (/metrics, /healthz, /readyz)", self.url)
 
     async def stop(self) -> None:

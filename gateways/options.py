@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
+from tenacity.wait import wait_random_exponential
 
 from config import OptionsModel
 from gateways.base import GatewayError
@@ -79,6 +82,30 @@ class Reconnect(_Model):
 
     initial: float = Field(default=1.0, gt=0)
     maximum: float = Field(default=60.0, gt=0)
+
+    def retrying(
+        self,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...],
+        before_sleep: Callable[[RetryCallState], None],
+    ) -> AsyncRetrying:
+        """This backoff as tenacity's ``AsyncRetrying``, retrying forever: exponential with
+        full jitter (``wait_random_exponential``), from ``initial``, capped at ``maximum``.
+
+        Args:
+            retry_on: The errors that count as an outage; any other is raised at once.
+            before_sleep: Called before each wait (to log the outage and the delay).
+
+        Returns:
+            Call it with the coroutine function of one attempt (``await retrying(run)``);
+            each call starts the backoff from ``initial`` again.
+        """
+        return AsyncRetrying(
+            retry=retry_if_exception_type(retry_on),
+            wait=wait_random_exponential(multiplier=self.initial, max=self.maximum),
+            stop=stop_never,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
 
     @model_validator(mode="after")
     def _ordered(self) -> Reconnect:

@@ -36,8 +36,7 @@ import logging
 import ssl
 from typing import Any, ClassVar, Literal, cast
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-from tenacity.wait import wait_random_exponential
+from tenacity import RetryCallState
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
@@ -217,14 +216,7 @@ class IrcGateway(ChatGateway):
 
     async def _run(self) -> None:
         """Keep a connection up forever; each run of tenacity is one outage."""
-        reconnect = self.options.reconnect
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_ConnectionFailed),
-            wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
-            stop=stop_never,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        retrying = self.options.reconnect.retrying(_ConnectionFailed, self._log_retry)
         while True:
             await retrying(self._session)
 

@@ -28,8 +28,7 @@ import asyncio
 import logging
 from typing import Any, ClassVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-from tenacity.wait import wait_random_exponential
+from tenacity import RetryCallState
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
@@ -193,13 +192,8 @@ class MatrixGateway(ChatGateway):
 
     async def _run(self) -> None:
         """Sync forever; each run of tenacity is one outage of the homeserver."""
-        reconnect = self.options.reconnect
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransportError, MatrixRequestError)),
-            wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
-            stop=stop_never,
-            before_sleep=self._log_retry,
-            reraise=True,
+        retrying = self.options.reconnect.retrying(
+            (TransportError, MatrixRequestError), self._log_retry
         )
         while True:
             await retrying(self._syncing)

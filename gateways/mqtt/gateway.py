@@ -29,8 +29,7 @@ from typing import Any, ClassVar
 
 import aiomqtt
 from prometheus_client import Counter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-from tenacity.wait import wait_random_exponential
+from tenacity import RetryCallState
 
 from gateways.base import Gateway, GatewayError, ScopeInstance
 from gateways.mqtt.acks import Acknowledgements, MessageEvent
@@ -283,13 +282,7 @@ class MqttGateway(Gateway):
 
     async def _run(self) -> None:
         """Keep a connection up forever; each run of tenacity is one outage."""
-        reconnect = self.options.reconnect
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(aiomqtt.MqttError),
-            wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
-            stop=stop_never,
-            before_sleep=self._log_retry,
-        )
+        retrying = self.options.reconnect.retrying(aiomqtt.MqttError, self._log_retry)
         while True:
             await retrying(self._session)
 

@@ -66,6 +66,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.http import bound_url, listen
 from gateways.slack.events import NotJsonMessages, Threads, check_request, envelope_problem
 from gateways.slack.inbound import SlackInbound
 from gateways.slack.options import SlackGatewayOptions, SlackRetry
@@ -158,10 +159,7 @@ class SlackGateway(ChatGateway):
     def http_url(self) -> str | None:
         """HTTP mode: the Request URL the gateway serves (``http://127.0.0.1:3000/slack/events``),
         with the port actually bound; ``None`` in Socket Mode or before start."""
-        if self._runner is None or not self._runner.addresses:
-            return None
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}{self.options.path}"
+        return bound_url(self._runner, self.options.path)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -351,16 +349,9 @@ class SlackGateway(ChatGateway):
         options = self.options
         web_app = web.Application()
         web_app.router.add_post(options.path, self._http_request)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        self._runner = runner
-        try:
-            await web.TCPSite(runner, options.host, options.port).start()
-        except OSError as exc:
-            raise GatewayError(
-                f"gateway {self.name!r}: cannot listen on {options.host}:{options.port} "
-                f"for Slack's Events API: {exc}"
-            ) from exc
+        self._runner = await listen(
+            web_app, options.host, options.port, f"gateway {self.name!r}", "Slack's Events API"
+        )
 
     async def _http_request(self, request: web.Request) -> web.Response:
         """One Events API request: checked by ``events.check_request`` (HTTP 401: timestamp

@@ -46,11 +46,11 @@ from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetMe, SetWebhoo
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-from tenacity.wait import wait_random_exponential
+from tenacity import RetryCallState
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.http import bound_url, listen
 from gateways.telegram.inbound import TelegramInbound
 from gateways.telegram.ledger import TrackedEvent, UpdateLedger
 from gateways.telegram.options import TelegramGatewayOptions
@@ -131,10 +131,7 @@ class TelegramGateway(ChatGateway):
     def webhook_url(self) -> str | None:
         """Webhook mode: ``http://host:port/path`` as bound (the port actually bound);
         ``None`` in polling mode or before start."""
-        if self._runner is None or not self._runner.addresses:
-            return None
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}{self.options.webhook_path}"
+        return bound_url(self._runner, self.options.webhook_path)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -256,14 +253,8 @@ class TelegramGateway(ChatGateway):
 
     async def _poll_forever(self) -> None:
         """Poll until stopped; each run of tenacity is one outage (its backoff starts over)."""
-        reconnect = self.options.reconnect
         while True:
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(_PollFailed),
-                wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
-                stop=stop_never,
-                before_sleep=self._log_retry,
-            )
+            retrying = self.options.reconnect.retrying(_PollFailed, self._log_retry)
             try:
                 again = cast("bool", await retrying(self._poll))
             except Exception as exc:  # a bug: fail loudly rather than stop polling unseen
@@ -334,16 +325,9 @@ class TelegramGateway(ChatGateway):
         options = self.options
         app = web.Application()
         app.router.add_post(options.webhook_path, self._webhook)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        self._runner = runner
-        try:
-            await web.TCPSite(runner, options.listen, options.port).start()
-        except OSError as exc:
-            raise GatewayError(
-                f"gateway {self.name!r}: cannot listen on {options.listen}:{options.port} for "
-                f"Telegram's webhook: {exc}"
-            ) from exc
+        self._runner = await listen(
+            app, options.listen, options.port, f"gateway {self.name!r}", "Telegram's webhook"
+        )
 
     async def _webhook(self, request: web.Request) -> web.Response:
         """One update POSTed by Telegram (see the module)."""

@@ -32,8 +32,7 @@ from typing import Any, ClassVar, Literal, cast
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-from tenacity.wait import wait_random_exponential
+from tenacity import RetryCallState
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
@@ -210,14 +209,7 @@ class XmppGateway(ChatGateway):
 
     async def _run(self) -> None:
         """Keep a session up forever; each run of tenacity is one outage."""
-        reconnect = self.options.reconnect
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(_ConnectionFailed),
-            wait=wait_random_exponential(multiplier=reconnect.initial, max=reconnect.maximum),
-            stop=stop_never,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        retrying = self.options.reconnect.retrying(_ConnectionFailed, self._log_retry)
         while not self._closing:
             await retrying(self._session)
 
