@@ -97,10 +97,6 @@ class MessageEvent(dict[str, Any]):
         self.delivery = delivery
 
 
-#: How paho 2 logs a packet it refuses (and then drops the connection).
-_MALFORMED = "Received malformed packet: "
-
-
 class ManualAcks:
     """paho-mqtt's manual acknowledgement, on the paho client of an aiomqtt client.
 
@@ -109,9 +105,6 @@ class ManualAcks:
     (counted at each CONNACK) and its DUP flag, in the order aiomqtt queues the messages:
     a message still queued from a lost connection is not acknowledged on the next one
     (there its packet identifier may name another message; the broker sends it again).
-
-    It also keeps why paho last refused a packet from the broker (``malformed``): paho
-    drops the connection then, and says why only in a DEBUG log line.
 
     Args:
         client: The aiomqtt client, not connected yet.
@@ -148,24 +141,8 @@ class ManualAcks:
             arrivals.append((message.mid, message.dup, self.connection))
             delivered(paho_client, userdata, message)
 
-        #: Why paho last refused a packet from the broker as malformed, since the last CONNACK.
-        self.malformed: str | None = None
-        logged = paho.on_log
-
-        def on_connect_fresh(paho_client: PahoClient, *args: Any) -> None:
-            self.malformed = None
-            on_connect(paho_client, *args)
-
-        def on_log(paho_client: PahoClient, userdata: Any, level: int, text: str) -> None:
-            # paho says it only here, at DEBUG, then drops the connection (Client._packet_read).
-            if text.startswith(_MALFORMED):
-                self.malformed = text[len(_MALFORMED) :]
-            if logged is not None:
-                logged(paho_client, userdata, level, text)
-
-        paho.on_connect = on_connect_fresh
+        paho.on_connect = on_connect
         paho.on_message = on_message
-        paho.on_log = on_log
 
     @property
     def paho(self) -> PahoClient:

@@ -350,16 +350,13 @@ class MqttGateway(Gateway):
                     self._start_failed(refused)
                     raise refused from None
                 raise
-            reason = _reason(exc)
-            if self._acks is not None and self._acks.manual.malformed is not None:
-                reason += f"; paho refused a packet from the broker: {self._acks.manual.malformed}"
             if loop.time() - connected_at < self.options.reconnect.maximum:
-                raise _ConnectionLost(reason) from exc
+                raise _ConnectionLost(_reason(exc)) from exc
             logger.warning(
                 "Gateway %r lost its connection to %s (%s); reconnecting",
                 self.name,
                 self.address.redacted(),
-                reason,
+                _reason(exc),
             )
         finally:
             self._connected.clear()
