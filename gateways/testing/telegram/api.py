@@ -27,7 +27,7 @@ from typing import Any
 
 from gateways.testing.telegram.payloads import now, private_chat, user
 
-__all__ = ["ApiCall", "ApiError", "BotApi", "SentMessage", "error_body"]
+__all__ = ["ApiCall", "ApiError", "BotApi", "SentMessage", "error_body", "number"]
 
 #: Longest message text, in characters (https://core.telegram.org/bots/api#sendmessage).
 MAX_TEXT = 4096
@@ -318,7 +318,7 @@ class BotApi:
     # -- the methods ---------------------------------------------------------------------
 
     def _chat(self, args: dict[str, Any]) -> dict[str, Any]:
-        chat_id = _int(args, "chat_id")
+        chat_id = number(args, "chat_id")
         chat = self.chats.get(chat_id) if chat_id is not None else None
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")
@@ -328,7 +328,7 @@ class BotApi:
         return self.bot
 
     def _thread(self, chat: dict[str, Any], args: dict[str, Any]) -> int | None:
-        thread_id = _int(args, "message_thread_id")
+        thread_id = number(args, "message_thread_id")
         if thread_id is not None and (
             not chat.get("is_forum") or (int(chat["id"]), thread_id) not in self.messages
         ):
@@ -344,7 +344,7 @@ class BotApi:
             raise ApiError(400, "Bad Request: message is too long")
         thread_id = self._thread(chat, args)
         reply = _json(args, "reply_parameters") or {}
-        reply_to = _int(reply, "message_id") or _int(args, "reply_to_message_id")
+        reply_to = number(reply, "message_id") or number(args, "reply_to_message_id")
         replied = None
         if reply_to is not None:
             replied = self.messages.get((int(chat["id"]), reply_to))
@@ -378,7 +378,7 @@ class BotApi:
 
     def _edit_message_text(self, args: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(args)
-        message_id = _int(args, "message_id")
+        message_id = number(args, "message_id")
         message = self.messages.get((int(chat["id"]), message_id or 0))
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
@@ -457,7 +457,12 @@ _DESCRIPTIONS = {
 }
 
 
-def _int(args: dict[str, Any], key: str) -> int | None:
+def number(args: dict[str, Any], key: str) -> int | None:
+    """``args[key]`` as an int, ``None`` when absent.
+
+    Raises:
+        ApiError: 400 when it is not an integer.
+    """
     value = args.get(key)
     if value is None or value == "":
         return None

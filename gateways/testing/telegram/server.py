@@ -52,9 +52,9 @@ from aiohttp import web
 
 from gateways.testing.http_server import HttpTestServer
 from gateways.testing.processes import free_port
-from gateways.testing.telegram.api import ApiError, BotApi, SentMessage, error_body
+from gateways.testing.telegram.api import ApiError, BotApi, SentMessage, error_body, number
 from gateways.testing.telegram.payloads import entities_of
-from gateways.testing.telegram.wire import arguments, decoded, number
+from gateways.testing.telegram.wire import arguments, decoded
 
 __all__ = ["HttpAnswer", "TelegramTestServer", "WebhookDelivery"]
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateways.testing.telegram.api import ApiError
 
-__all__ = ["arguments", "decoded", "number"]
+__all__ = ["arguments", "decoded"]
 
 
 async def arguments(request: web.Request) -> dict[str, Any]:
@@ -38,18 +38,3 @@ def decoded(value: Any) -> Any:
         with contextlib.suppress(json.JSONDecodeError):
             return json.loads(value)
     return value
-
-
-def number(args: dict[str, Any], key: str) -> int | None:
-    """``args[key]`` as an int, ``None`` when absent.
-
-    Raises:
-        ApiError: 400 when it is not an integer.
-    """
-    value = args.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"Bad Request: invalid {key} specified") from None
