@@ -20,22 +20,22 @@ __all__ = ["make_client", "tls_context"]
 def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> aiomqtt.Client:
     """The aiomqtt client that connects to ``options.broker``.
 
-        MQTT 5 uses Clean Start, the Session Expiry Interval and Receive Maximum (MQTT 5.0
-        sections 3.1.2.4, 3.1.2.11.2 and 3.1.2.11.3); MQTT 3.1.1 uses Clean Session (MQTT 3.1.1
-        section 3.1.2.4). ``username`` and ``password`` options override those of the broker URL.
+    MQTT 5 uses Clean Start, the Session Expiry Interval and Receive Maximum (MQTT 5.0
+    sections 3.1.2.4, 3.1.2.11.2 and 3.1.2.11.3); MQTT 3.1.1 uses Clean Session (MQTT 3.1.1
+    section 3.1.2.4). ``username`` and ``password`` options override those of the broker URL.
     On MQTT 5, paho is first made to keep U+FEFF in received properties
     (``properties.mend_paho_strings``, MQTT 5.0 section 1.5.4).
 
-        Args:
-            gateway: The gateway's name, for error messages.
-            client_id: The MQTT client identifier.
-            options: The gateway's options.
+    Args:
+        gateway: The gateway's name, for error messages.
+        client_id: The MQTT client identifier.
+        options: The gateway's options.
 
-        Returns:
-            A client, not connected yet. Needs a running event loop.
+    Returns:
+        A client, not connected yet. Needs a running event loop.
 
-        Raises:
-            GatewayError: An ``mqtts://`` broker and TLS files that can't be loaded.
+    Raises:
+        GatewayError: An ``mqtts://`` broker and TLS files that can't be loaded.
     """
     address = options.address
     mqtt5 = options.protocol == "5"
