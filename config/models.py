@@ -421,7 +421,7 @@ class Config(_Model):
         """Validate the options of the ``workers:`` section with the worker's own model.
 
         Args:
-            model: A pydantic model of the worker's options (``gateways.WorkerOptions``).
+            model: A pydantic model of the worker's options (``gateways.daemon.WorkerOptions``).
 
         Returns:
             The validated options; the model's defaults when there is no ``workers:`` section.

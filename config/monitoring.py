@@ -1,5 +1,5 @@
 """The ``monitoring:`` section: where the daemon serves ``/metrics``, ``/healthz`` and
-``/readyz`` (``gateways.monitoring``); absent, the daemon serves none of them."""
+``/readyz`` (``gateways.daemon.monitoring``); absent, the daemon serves none of them."""
 
 from __future__ import annotations
 

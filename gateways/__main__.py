@@ -7,6 +7,6 @@ import sys
 # `run` command and then the daemon's serve() install their own handlers after this).
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
 
-from gateways.cli import main  # noqa: E402
+from gateways.daemon.cli import main  # noqa: E402
 
 main()

@@ -1,6 +1,6 @@
 """The aiohttp listener that the daemon's HTTP endpoints share: Slack's Events API
 (``gateways.slack``), Telegram's webhook (``gateways.telegram``) and the monitoring server
-(``gateways.monitoring``). Not imported by ``import gateways``, which loads no aiohttp.
+(``gateways.daemon.monitoring``). Not imported by ``import gateways``, which loads no aiohttp.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ and looks up no label), the events it took from its transport, the events the ap
 sent that it carried out, and how long the application took over each event (from its
 delivery until the application asked for the next one). A collector registered in
 ``prometheus_client``'s default registry exposes them when ``/metrics`` is read
-(``gateways.monitoring``).
+(``gateways.daemon.monitoring``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ scope and event, as in asgiref's ``typing.py``).
 They live in ``layer``, the lowest package that both sides may import: gateways build these
 scopes and events, consumers receive and send them (and the channel layer carries events
 between consumers), and ``gateways`` and ``consumers`` never import each other.
-``gateways.types`` re-exports them under their old path. The chat and channel scopes and
-events are in ``docs/specs/chat.md`` and ``docs/specs/channel.md``.
+The chat and channel scopes and events are in ``docs/specs/chat.md`` and ``docs/specs/channel.md``.
 """
 
 # No ``from __future__ import annotations`` here: on Python 3.11, TypedDict reads

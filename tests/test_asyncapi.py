@@ -19,8 +19,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from config import load_config
-from gateways.asyncapi import asyncapi_document
-from gateways.server import Daemon
+from gateways.daemon.asyncapi import asyncapi_document
+from gateways.daemon.server import Daemon
 
 pytestmark = pytest.mark.timeout(300)  # the first test may wait for npm
 

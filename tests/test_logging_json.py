@@ -144,13 +144,13 @@ async def test_logging_format_json_in_the_file_and_the_flag_overrides_it(
         {
             "time": started[0]["time"],
             "level": "INFO",
-            "logger": "gateways.server",
+            "logger": "gateways.daemon.server",
             "message": "Gateway 'workers' (mqtt) started",
         }
     ]
     # --log-format text: the default %-style format, not JSON.
     text = as_text.output.splitlines()
-    started_line = "INFO gateways.server: Gateway 'workers' (mqtt) started"
+    started_line = "INFO gateways.daemon.server: Gateway 'workers' (mqtt) started"
     assert any(line.endswith(started_line) for line in text)
     assert not any(line.startswith("{") for line in text)
 
@@ -208,7 +208,7 @@ async def test_worker_log_format_json(
         {"REDIS_URL": redis_server.url},
     )
     serving = read_until(worker, "Worker 'worker' serving channels thumbnails")
-    assert json.loads(serving)["logger"] == "gateways.worker"
+    assert json.loads(serving)["logger"] == "gateways.daemon.worker"
     assert worker.stop() == 0, worker.output
     records = json_lines(worker.output)
     assert "Received SIGTERM: stopping gracefully" in [r["message"] for r in records]

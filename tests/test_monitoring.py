@@ -16,8 +16,8 @@ from daemon_helpers import ROOT, Daemon, client, until_reply
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateways.base import GatewayError
+from gateways.daemon.monitoring import MonitoringServer
 from gateways.metrics import HANDLING_BUCKETS, GatewayStats
-from gateways.monitoring import MonitoringServer
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

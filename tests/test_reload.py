@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from daemon_helpers import ROOT, client, next_message
 
-from gateways.reload import watch_paths
+from gateways.daemon.reload import watch_paths
 
 REPLY = 'await self.publish(f"echo/{name}/reply", message["payload"], qos=message["qos"])'
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from config import load_config, load_config_text
-from gateways import Daemon, GatewayError, Worker, WorkerOptions
+from gateways import GatewayError
+from gateways.daemon import Daemon, Worker, WorkerOptions
 from layer import InMemoryChannelLayer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +231,7 @@ async def test_sending_anything_but_channel_close_is_an_error_naming_the_channel
 async def test_receive_failures_are_retried_and_logged(
     start_worker: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateways import worker as worker_module
+    from gateways.daemon import worker as worker_module
 
     monkeypatch.setattr(worker_module, "RECEIVE_RETRY_INITIAL", 0.01)
     failures = 2

@@ -8,27 +8,13 @@ subscribed, for whom), ``events`` (checking what the application sends), ``prope
 reason code; publishing with the PUBACK's code), ``client`` (building the aiomqtt client)
 and ``embedded`` (the in-process broker behind ``broker: embedded``). Topic names and filters follow
 ``layer.topics``, the one home of the MQTT topic rules.
-
-``MQTTGateway`` and ``MQTTGatewayOptions``, the names before 0.2, still work for one release
-with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateways.moved import renamed
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.gateway import MqttGateway
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.refusals import BrokerRefused
 
 __all__ = ["BrokerRefused", "EmbeddedBroker", "MqttGateway", "MqttGatewayOptions"]
-
-
-def __getattr__(name: str) -> Any:
-    """The names before 0.2 (``MQTTGateway``), with a ``DeprecationWarning``."""
-    new = renamed(__name__, name)
-    if new != name:
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

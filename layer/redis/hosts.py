@@ -105,7 +105,7 @@ def make_pool(host: dict[str, Any], **overrides: Any) -> ConnectionPool:
         if master_name is not None:
             sentinels = options.pop("sentinels")
             sentinel_kwargs = options.pop("sentinel_kwargs", None)
-            sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+            sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
             return SentinelConnectionPool(master_name, sentinel, **options)  # type: ignore[no-untyped-call]
         return ConnectionPool(**options)
     except (TypeError, ValueError, KeyError) as exc:

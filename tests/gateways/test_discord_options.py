@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from config import load_config_text
+from gateways.daemon.registry import resolve_gateway
 from gateways.discord import DiscordGateway, DiscordGatewayOptions
 from gateways.discord.options import DEFAULT_INTENTS
-from gateways.registry import resolve_gateway
 from gateways.testing.discord.payloads import bot_token
 
 TOKEN = bot_token("80351110224678912")

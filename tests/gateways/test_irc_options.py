@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from gateways.daemon.registry import resolve_gateway
 from gateways.irc import IrcGateway, IrcGatewayOptions
-from gateways.registry import resolve_gateway
 
 
 def test_defaults_and_channel_forms():

@@ -1,19 +1,17 @@
-"""The layout users import from: one subpackage per adapter, the test kits in gateways.testing,
-and the paths and names before 0.2 still importing, with a DeprecationWarning."""
+"""The layout users import from: the adapter API at gateways' root, one subpackage per adapter,
+the daemon in gateways.daemon, the test kits in gateways.testing."""
 
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
-import warnings
 
 import pytest
 
 import gateways
 from gateways import Gateway, GatewayOptions
-from gateways.moved import MOVED_MODULES
-from gateways.registry import BUILTIN_GATEWAYS, resolve_gateway
+from gateways.daemon.registry import BUILTIN_GATEWAYS, resolve_gateway
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_GATEWAYS))
@@ -48,39 +46,28 @@ def test_import_gateways_imports_no_adapter() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("old", "new"), sorted(MOVED_MODULES.items()))
-def test_an_old_module_path_warns_and_forwards(old: str, new: str) -> None:
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
-        module = importlib.import_module(old)
-    target = importlib.import_module(new)
-    for name in getattr(target, "__all__", ()):
-        assert getattr(module, name) is getattr(target, name)
+def test_no_adapter_imports_the_daemon() -> None:
+    """Adapters build on the adapter API at gateways' root; the daemon finds them through
+    the registry (docs/architecture.md). Importing every built-in adapter and the test kits
+    loads nothing of gateways.daemon."""
+    names = ", ".join(f"gateways.{name}" for name in sorted(BUILTIN_GATEWAYS))
+    code = (
+        f"import sys, gateways.testing, {names}\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gateways.daemon')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
-def test_from_an_old_path_import_a_name() -> None:
-    sys.modules.pop("gateways.slack_testing", None)
-    with pytest.warns(DeprecationWarning, match="gateways.slack_testing moved"):
-        from gateways.slack_testing import SlackTestServer  # type: ignore[import-not-found]
-    assert SlackTestServer is gateways.testing.SlackTestServer
+def test_the_daemon_is_in_its_own_room() -> None:
+    from gateways import daemon
 
-
-@pytest.mark.parametrize("module", ["gateways", "gateways.mqtt"])
-@pytest.mark.parametrize(
-    ("old", "new"), [("MQTTGateway", "MqttGateway"), ("MQTTGatewayOptions", "MqttGatewayOptions")]
-)
-def test_the_old_mqtt_names_warn(module: str, old: str, new: str) -> None:
-    package = importlib.import_module(module)
-    with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
-        value = getattr(package, old)
-    assert value is getattr(importlib.import_module("gateways.mqtt"), new)
-
-
-def test_the_new_names_do_not_warn() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        from gateways import ConsoleGateway, MqttGateway  # noqa: F401
-        from gateways.mqtt import MqttGatewayOptions  # noqa: F401
+    assert daemon.Daemon.__module__ == "gateways.daemon.server"
+    assert daemon.Worker.__module__ == "gateways.daemon.worker"
+    assert daemon.resolve_gateway("mqtt").__module__ == "gateways.mqtt.gateway"
+    assert not hasattr(gateways, "Daemon")
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from config import ConfigError, load_config_text
+from gateways.daemon.registry import resolve_gateway
 from gateways.matrix import MatrixGateway, MatrixGatewayOptions
 from gateways.matrix.options import default_store_path
-from gateways.registry import resolve_gateway
 
 BASE = {"homeserver": "https://matrix.example.org/", "user_id": "@bot:example.org"}
 

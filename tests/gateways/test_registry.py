@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from config import ConfigError
-from gateways.listing import describe_adapters
-from gateways.mqtt import MqttGateway
-from gateways.registry import (
+from gateways.daemon.listing import describe_adapters
+from gateways.daemon.registry import (
     BUILTIN_GATEWAYS,
     ENTRY_POINT_GROUP,
     installed_gateways,
     resolve_gateway,
 )
+from gateways.mqtt import MqttGateway
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateways.base import GatewayError
-from gateways.registry import resolve_gateway
+from gateways.daemon.registry import resolve_gateway
 from gateways.slack import SlackGateway
 from gateways.slack.options import SlackGatewayOptions
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateways import types
+from layer import types
 
 SPEC = (Path(__file__).resolve().parents[2] / "docs" / "specs" / "mqtt.md").read_text()
 

@@ -8,8 +8,8 @@ from typing import Any, get_args
 
 import pytest
 
-from gateways import types
 from gateways.chat import SEND_EVENT_TYPES
+from layer import types
 
 SPEC = (Path(__file__).resolve().parents[2] / "docs" / "specs" / "chat.md").read_text()
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from config import load_config
 from gateways.base import GatewayError
 from gateways.chat import ChatGatewayOptions
-from gateways.registry import resolve_gateway
+from gateways.daemon.registry import resolve_gateway
 from gateways.telegram import TelegramGateway, TelegramGatewayOptions
 
 TOKEN = "123456:hidden-TOKEN"

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from config import ConfigError, load_config_text
-from gateways.registry import resolve_gateway
+from gateways.daemon.registry import resolve_gateway
 from gateways.xmpp import XmppGateway, XmppGatewayOptions
 
 REQUIRED = {"jid": "bot@example.org", "password": "s3cret"}

@@ -330,7 +330,7 @@ async def console() -> AsyncIterator[Console]:
     router = ProtocolTypeRouter({"chat": Parrot.as_asgi()})
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        # As the daemon does with the YAML's access: section (gateways/server.py).
+        # As the daemon does with the YAML's access: section (gateways/daemon/server.py).
         await router({**scope, "access": POLICY}, receive, send)
 
     gateway = ConsoleGateway("console", app, options, stdin=stdin, stdout=stdout)

@@ -19,7 +19,7 @@ import pytest
 from lines_gateway import LinesGateway, LinesOptions
 
 from gateways.base import Gateway
-from gateways.registry import installed_gateways, resolve_gateway
+from gateways.daemon.registry import installed_gateways, resolve_gateway
 from gateways.testing.conformance import ConformanceHarness, GatewayConformance
 from layer.types import ASGIApp
 

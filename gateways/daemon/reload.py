@@ -77,7 +77,7 @@ def watch_paths(config_file: Path) -> list[Path]:
         application = load_config(config_file).application
     except ConfigError:
         return folders
-    # The child's import path (gateways.cli puts the current and the file's folder first).
+    # The child's import path (gateways.daemon.cli puts the current and the file's folder first).
     found = _application_folder(application, [os.getcwd(), str(here), *sys.path])
     if found is not None and not any(found.is_relative_to(f) for f in folders):
         folders.append(found)

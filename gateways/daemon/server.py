@@ -7,11 +7,11 @@ starts the gateways, waits for a stop request (SIGINT or SIGTERM under ``run``) 
 gateway to fail for good, then stops every gateway: intake first, then each scope's
 disconnect event, a drain of up to ``shutdown_timeout`` seconds, then the transports.
 
-Workers (``gateways.worker.Worker``, the ``workers:`` section, ``asgi-gateway worker``) start
+Workers (``gateways.daemon.worker.Worker``, the ``workers:`` section, ``asgi-gateway worker``) start
 before the gateways and stop after them, so work the gateways' consumers hand off while
 draining still finds its worker.
 
-The monitoring server (the ``monitoring:`` section, ``gateways.monitoring``) starts before
+The monitoring server (the ``monitoring:`` section, ``gateways.daemon.monitoring``) starts before
 everything else, so ``/healthz`` answers during start-up, and stops last.
 """
 
@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
-from gateways.registry import resolve_gateway
-from gateways.worker import Worker, WorkerOptions, check_channel_names, is_process_local
+from gateways.daemon.registry import resolve_gateway
+from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
 from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from gateways.monitoring import MonitoringServer
+    from gateways.daemon.monitoring import MonitoringServer
 
 __all__ = ["Daemon"]
 
@@ -48,7 +48,7 @@ class Daemon:
         gateways: The gateways, already built.
         channel_layer: The shared channel layer, closed when the daemon stops; or ``None``.
         shutdown_timeout: Seconds each gateway may drain on stop.
-        workers: Workers (``gateways.worker.Worker``), started before the gateways and
+        workers: Workers (``gateways.daemon.worker.Worker``), started before the gateways and
             stopped after them.
         monitoring: The monitoring server, started first and stopped last; or ``None``.
     """
@@ -132,7 +132,7 @@ class Daemon:
                 one process (an in-memory layer: a worker in another process cannot receive
                 what the daemon's consumers send to it).
             GatewayError: No channel is named (here or in ``workers:``), or a name is
-                invalid (see ``gateways.worker.check_channel_names``).
+                invalid (see ``gateways.daemon.worker.check_channel_names``).
         """
         names = list(channels or ())
         if not names and config.workers is not None:
@@ -273,7 +273,7 @@ def _monitoring(config: Config, daemon: Daemon) -> MonitoringServer | None:
     if config.monitoring is None:
         return None
     # Imported here: `import gateways` loads no aiohttp (tests/gateways/test_layout.py).
-    from gateways.monitoring import MonitoringServer
+    from gateways.daemon.monitoring import MonitoringServer
 
     return MonitoringServer(
         config.monitoring.host,

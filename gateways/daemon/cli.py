@@ -3,7 +3,7 @@
 ``run FILE`` serves the file's gateways (and its ``workers:``, if any); ``worker FILE
 CHANNEL...`` serves only a worker for those channels, with the file's application and layer;
 ``check FILE`` validates and starts nothing. ``run --reload`` restarts the daemon on every
-edit (``gateways.reload``); ``--log-format json`` writes JSON lines (``config.logjson``).
+edit (``gateways.daemon.reload``); ``--log-format json`` writes JSON lines (``config.logjson``).
 
 Exit codes: 0 after a graceful stop (SIGINT/SIGTERM) or a passing ``check``; 1 when a
 gateway fails while serving; 2 when the file or the command line is invalid (click's own
@@ -24,17 +24,17 @@ import click
 
 from config import Config, ConfigError, LoggingConfig, load_config
 from gateways.base import GatewayError
-from gateways.listing import describe_adapters
-from gateways.reload import Reloader
-from gateways.server import Daemon
-from gateways.worker import check_channel_names
+from gateways.daemon.listing import describe_adapters
+from gateways.daemon.reload import Reloader
+from gateways.daemon.server import Daemon
+from gateways.daemon.worker import check_channel_names
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 
-logger = logging.getLogger("gateways.cli")
+logger = logging.getLogger("gateways.daemon.cli")
 
 #: Libraries that log every state change at INFO; quiet unless the file says otherwise.
 QUIET_LOGGERS = {"amqtt": "WARNING", "transitions": "WARNING", "watchfiles": "WARNING"}
@@ -221,7 +221,7 @@ def gateways() -> None:
 def asyncapi(config_file: Path, fmt: str, output: Path | None, api_version: str) -> None:
     """Write an AsyncAPI 3.0 document of what CONFIG_FILE's application serves: its MQTT
     routes and chat gateways as channels, its brokers as servers (docs/asyncapi.md)."""
-    from gateways.asyncapi import asyncapi_document, render_document
+    from gateways.daemon.asyncapi import asyncapi_document, render_document
 
     titles: list[str] = []
 

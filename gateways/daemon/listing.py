@@ -11,7 +11,7 @@ from pydantic_core import PydanticUndefined
 
 from config import ConfigError
 from gateways.base import GatewayOptions
-from gateways.registry import installed_gateways
+from gateways.daemon.registry import installed_gateways
 
 __all__ = ["describe_adapters", "describe_options"]
 
