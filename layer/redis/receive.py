@@ -8,7 +8,15 @@
   ``expiry`` seconds), as channels_redis keeps them in its receive buffer.
 - A channel without ``!`` may have receivers in several processes, so a *pump* pops only as
   many messages as this process has receivers waiting on it; one it cannot hand over (the
-  receiver left meanwhile) goes back into Redis at its place (its original score).
+  receiver left meanwhile) goes back into Redis at its place (its original score). A pump
+  ends once no receiver waits, typically right after handing a message over, and the next
+  ``receive()`` starts another: pumps take their connection from the shard and give it back
+  as they end, so a receive loop keeps reusing one connection.
+
+A reader that ends with its connection idle (its last command answered) returns it to the
+shard for the next reader; one cancelled or failed, perhaps mid-command, closes it, since
+the reply of a blocking pop may still arrive on it (``Shard.release_reader``,
+``Shard.discard_reader``).
 
 Both retry over connection errors for ever, with backoff (tenacity); once Redis has been
 unreachable for ``retry_timeout`` seconds, the receivers waiting get ``LayerError``, so none
@@ -90,9 +98,20 @@ class _Reader:
         self.conn = shard.reader_connection()
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run())
+        self.task = asyncio.get_running_loop().create_task(self._run_and_return_connection())
+
+    async def _run_and_return_connection(self) -> None:
+        """``run()``; then the connection goes back to the shard, or is closed if ``run()``
+        did not end by itself (cancelled, or an error: a command may be in flight)."""
+        try:
+            await self.run()
+        except BaseException:
+            await self.shard.discard_reader(self.conn)
+            raise
+        await self.shard.release_reader(self.conn)
 
     async def run(self) -> None:
+        """Read until done; returns only between commands, with none in flight."""
         raise NotImplementedError
 
     def match(self, channel: str) -> bool:
@@ -242,7 +261,8 @@ class PopLoop(_Reader):
 class Pump(_Reader):
     """Pops messages of one channel without ``!`` for this process's waiting receivers.
 
-    Ends when no receiver waits on the channel (after at most one ``block_timeout``).
+    Ends when no receiver waits on the channel (after at most one ``block_timeout``), and
+    gives its connection back to the shard for the next pump.
     """
 
     def __init__(self, state: ReaderState, shard: Shard, key: bytes, channel: str) -> None:

@@ -9,8 +9,12 @@ batches wait for Redis, later operations gather into the next batch.
 
 Commands go over redis-py's asyncio ``Connection`` objects (``send_command`` /
 ``read_response``), made by the shard's ``ConnectionPool`` and kept by the shard: a few for
-batches, one per blocking reader. That skips the per-command pool, retry and telemetry work
-of ``Redis.execute_command``, a third of a round trip's cost in Python.
+batches, one per running blocking reader. That skips the per-command pool, retry and
+telemetry work of ``Redis.execute_command``, a third of a round trip's cost in Python.
+A reader that ends with no command in flight returns its connection for the next reader
+(``release_reader``: a pump per receive on a plain channel reuses one connection); one that
+ends otherwise, cancelled or failed mid-command, closes it (``discard_reader``), as a reply
+may still be on its way.
 
 A batch that meets a connection error is sent again, with exponential backoff and jitter
 (tenacity), until ``retry_timeout`` seconds have passed; then each of its operations fails
@@ -49,6 +53,7 @@ __all__ = [
     "BACKOFF",
     "BATCH_SCRIPT",
     "MAX_BATCH",
+    "MAX_IDLE_READERS",
     "MAX_IN_FLIGHT",
     "TRANSIENT",
     "Shard",
@@ -72,6 +77,9 @@ MAX_BATCH = 1000
 
 MAX_IN_FLIGHT = 4
 """Batches of one shard waiting for Redis at a time, each on a connection of its own."""
+
+MAX_IDLE_READERS = 32
+"""Connections of ended blocking readers a shard keeps for the next ones; more are closed."""
 
 # Operations, four arguments each after the three common ones: code, score, member, capacity.
 #   s: add a message (score: send time) unless the channel holds `capacity` messages, after
@@ -181,7 +189,10 @@ class Shard:
         self.reader_timeout = block_timeout + self.command_timeout
         self.pool: ConnectionPool = make_pool(host, socket_timeout=None)
         self._idle: list[AbstractConnection] = []
+        # Every blocking reader's connection (closed with the shard), and those of readers
+        # that ended cleanly, for the next reader to take (most recently used last).
         self._readers: set[AbstractConnection] = set()
+        self._idle_readers: list[AbstractConnection] = []
         self.retry_timeout = retry_timeout
         self._common = list(common_args)
         self._on_reconnect = on_reconnect
@@ -309,10 +320,39 @@ class Shard:
             return await self.execute("EVALSHA", _SCRIPT_SHA, len(keys), *keys, *args)
 
     def reader_connection(self) -> AbstractConnection:
-        """A connection of its own for a blocking reader (closed with the shard)."""
+        """A connection of its own for a blocking reader, until it gives it back.
+
+        One a reader released (``release_reader``) if there is any, else a new one. The
+        reader hands it to ``release_reader`` or ``discard_reader`` when it ends; one still
+        out when the shard closes is closed then.
+        """
+        if self._idle_readers:
+            return self._idle_readers.pop()
         conn: AbstractConnection = self.pool.make_connection()  # type: ignore[no-untyped-call]
         self._readers.add(conn)
         return conn
+
+    async def release_reader(self, conn: AbstractConnection) -> None:
+        """Take back a reader's connection with no command in flight, for the next reader.
+
+        Kept while fewer than ``MAX_IDLE_READERS`` wait and the shard is open; closed
+        otherwise (also when redis-py had closed it after an error).
+        """
+        if conn.is_connected and not self.closed and len(self._idle_readers) < MAX_IDLE_READERS:
+            self._idle_readers.append(conn)
+        else:
+            await self.discard_reader(conn)
+
+    async def discard_reader(self, conn: AbstractConnection) -> None:
+        """Close a reader's connection: its reader was cancelled or failed, maybe mid-command.
+
+        A blocking command cancelled in flight leaves its reply (or part of it) to come on
+        that connection, so it is never given to another reader. The socket is closed
+        without waiting (``disconnect(nowait=True)``), safe in a task being cancelled.
+        """
+        with contextlib.suppress(RedisError, OSError):
+            await conn.disconnect(nowait=True)
+        self._readers.discard(conn)  # not reached if cancelled meanwhile: close() closes it
 
     # -- retries -------------------------------------------------------------------------
 
@@ -411,6 +451,7 @@ class Shard:
         await cancel_and_wait(list(self._tasks))
         idle, self._idle = self._idle, []
         readers, self._readers = list(self._readers), set()
+        self._idle_readers = []
         for conn in idle + readers:
             with contextlib.suppress(RedisError, OSError):
                 await conn.disconnect()
