@@ -4,6 +4,10 @@ The default layer: consumers of every gateway and worker in one daemon talk thro
 It keeps Channels' semantics (``channels.layers.InMemoryChannelLayer``) and is built for
 many consumers: ``receive()`` creates no task, a waiting receiver gets a message handed to
 it by ``send()`` directly, and a channel with no messages and no receivers takes no memory.
+
+This module holds the layer's operations (names, copying, groups, lifetime); each channel's
+queue of unread messages, its expiry and capacity, and the receivers waiting on it are in
+``layer.queues`` (``ChannelQueues``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import random
 import string
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from re import Pattern
 from time import monotonic
 from typing import Any, ClassVar
@@ -31,51 +35,13 @@ from .base import (
     require_valid_message,
 )
 from .copying import NestingError, copier_for, copy_message
+from .queues import NAME_CACHE_SIZE, ChannelQueues
 
 __all__ = ["InMemoryChannelLayer"]
 
 logger = logging.getLogger(__name__)
 
 _LETTERS = string.ascii_letters
-#: Names validated (or capacities looked up) remembered for the hot path; a bound, as with
-#: 100,000 idle consumers a cache of every name would cost each some 100 bytes.
-_NAME_CACHE_SIZE = 1 << 12
-
-
-#: What waits on a channel: a receipt of ``receive()``, or a Future of ``receive_into()``.
-_Waiting = asyncio.Future[Any]
-
-
-class _Receipt(asyncio.Future[LayerMessage]):
-    """A pending ``receive()``: ``send()`` resolves it with the message.
-
-    Cancelling it withdraws it from its channel at once. If the task awaiting it is
-    cancelled after ``send()`` resolved it but before the task ran, the message goes back
-    to the head of the channel instead of being lost (as ``asyncio.Queue.get`` does).
-    """
-
-    __slots__ = ("_channel", "_layer")
-
-    def __init__(
-        self, layer: InMemoryChannelLayer, channel: str, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        super().__init__(loop=loop)
-        self._layer = layer
-        self._channel = channel
-
-    def cancel(self, msg: Any | None = None) -> bool:
-        if not super().cancel(msg):
-            return False
-        self._layer._forget(self._channel, self)
-        return True
-
-    def __await__(self) -> Generator[Any, None, LayerMessage]:
-        try:
-            return (yield from super().__await__())
-        except BaseException:
-            if self.done() and not self.cancelled() and self.exception() is None:
-                self._layer._give_back(self._channel, self.result())
-            raise
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -125,17 +91,20 @@ class InMemoryChannelLayer(BaseChannelLayer):
             capacity=capacity,
             channel_capacity=channel_capacity,
         )
-        # Unread messages as (expires_at, message), oldest first; never an empty deque.
-        self._queues: dict[str, deque[tuple[float, LayerMessage]]] = {}
-        # Pending receive() futures: the one receipt, or a list of several, oldest first
-        # (never an empty list; one idle consumer's channel then costs no list). A channel
-        # never has both unread messages and a live receiver.
-        self._waiters: dict[str, _Waiting | list[_Waiting]] = {}
+        self._channels = ChannelQueues(
+            self.expiry,
+            self.capacity,
+            self.get_capacity if self.channel_capacity else None,
+            min([self.capacity, *(cap for _, cap in self.channel_capacity)]),
+            self._expired,
+        )
+        # The channels' unread messages and waiting receivers, the very dicts of
+        # ChannelQueues (group_send's fast path reads them; tests inspect them).
+        self._queues = self._channels.unread
+        self._waiters = self._channels.waiters
         # group -> {channel: joined_at}, in order of the latest group_add.
         self._groups: dict[str, dict[str, float]] = {}
         self._valid_channels: set[str] = set()
-        self._capacities: dict[str, int] = {}
-        self._min_capacity = min([self.capacity, *(cap for _, cap in self.channel_capacity)])
         self._next_sweep = monotonic() + self.expiry
         self._client_id = "".join(random.choices(_LETTERS, k=8))
         self._serial = itertools.count(1)
@@ -161,9 +130,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if channel.__class__ is not str or channel not in self._valid_channels:
             self._learn_channel(channel)
         now = monotonic()
-        if not self._put(channel, self._copy(message), now):
+        if not self._channels.put(channel, self._copy(message), now):
             raise ChannelFull(
-                f"channel {channel!r} is full: {self._capacity_of(channel)} unread messages"
+                f"channel {channel!r} is full: {self._channels.capacity_of(channel)} unread "
+                "messages"
             )
         if now >= self._next_sweep:
             self._sweep(now)
@@ -190,14 +160,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if channel.__class__ is not str or channel not in self._valid_channels:
             self._learn_channel(channel)
         loop = asyncio.get_running_loop()
-        message = self._take(channel)
+        message = self._channels.take(channel)
         if message is not None:
             future = loop.create_future()
             future.set_result(message)
             return future
-        receipt = _Receipt(self, channel, loop)
-        self._add_waiter(channel, receipt)
-        return receipt
+        return self._channels.receipt(channel, loop)
 
     def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
         """Resolve ``future`` with the next message of ``channel``, now or when it arrives.
@@ -219,15 +187,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._learn_channel(channel)
         if future.done():
             return
-        message = self._take(channel)
+        message = self._channels.take(channel)
         if message is not None:
             future.set_result(message)
         else:
-            self._add_waiter(channel, future)
+            self._channels.add_waiter(channel, future)
 
     def discard_receive(self, channel: str, future: asyncio.Future[Any]) -> None:
         """Withdraw a Future given to ``receive_into`` (a consumer leaving); no-op if gone."""
-        self._forget(channel, future)
+        self._channels.forget(channel, future)
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """Return a new process-specific channel name (Channels layer spec: ``new_channel``).
@@ -319,18 +287,18 @@ class InMemoryChannelLayer(BaseChannelLayer):
         base = self._copy(message)
         copier = copier_for(base)  # reads the shape once, then copies per member
         last = channels[-1]
-        waiters, queues = self._waiters, self._queues
+        queues, waiters, unread = self._channels, self._waiters, self._queues
         expires_at = now + self.expiry
         for channel in channels:
             copied = base if channel is last else copier(base)
             # The two common cases inline: a waiting receiver, or a channel with no backlog.
             if channel in waiters:
-                if self._put_to_waiter(channel, copied):
+                if queues.put_to_waiter(channel, copied):
                     continue
-            elif channel not in queues:
-                queues[channel] = deque(((expires_at, copied),))
+            elif channel not in unread:
+                unread[channel] = deque(((expires_at, copied),))
                 continue
-            if not self._put(channel, copied, now):
+            if not queues.put(channel, copied, now):
                 self.stats.dropped_full += 1
                 self._dropped_full.inc()
                 logger.debug(
@@ -344,7 +312,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
         Pending receivers keep waiting and get messages sent after the flush.
         """
-        self._queues.clear()
+        self._channels.unread.clear()
         self._groups.clear()
 
     async def close(self) -> None:
@@ -353,17 +321,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         Each pending ``receive()`` raises ``LayerError``, so no consumer waits forever on a
         layer that is gone. The layer stays usable, like Channels' layers after ``close()``.
         """
-        waiters = [
-            receipt
-            for receipts in self._waiters.values()
-            for receipt in (receipts if isinstance(receipts, list) else (receipts,))
-        ]
-        self._waiters.clear()
-        self._queues.clear()
         self._groups.clear()
-        for receipt in waiters:
-            if not receipt.done():
-                receipt.set_exception(LayerError("the channel layer was closed"))
+        self._channels.close(LayerError("the channel layer was closed"))
 
     # -- for subclasses fed from elsewhere ------------------------------------------------
     # A subclass whose messages come from outside the process (the Redis layer's mailboxes,
@@ -384,20 +343,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
         now = monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
-        return self._put(channel, message, now - age)
+        return self._channels.put(channel, message, now - age)
 
     def hand_over(self, channel: str, message: LayerMessage) -> bool:
         """Hand a message to the channel's waiting receiver only; False when none waits."""
-        return self._put_to_waiter(channel, message)
+        return self._channels.put_to_waiter(channel, message)
 
     def waiting(self, channel: str) -> int:
         """How many receivers wait on ``channel`` and are not done."""
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return 0
-        if isinstance(waiters, list):
-            return sum(not waiter.done() for waiter in waiters)
-        return 0 if waiters.done() else 1
+        return self._channels.waiting(channel)
 
     def fail_waiting(self, match: Callable[[str], bool], error: BaseException) -> int:
         """Fail the receivers waiting on the channels ``match`` accepts with ``error``.
@@ -405,48 +359,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
         Returns:
             How many receivers failed; those of other channels keep waiting.
         """
-        failed = 0
-        for channel in [channel for channel in self._waiters if match(channel)]:
-            waiters = self._waiters.pop(channel)
-            for waiter in waiters if isinstance(waiters, list) else (waiters,):
-                if not waiter.done():
-                    waiter.set_exception(error)
-                    failed += 1
-        return failed
+        return self._channels.fail_waiting(match, error)
 
     # -- internals -----------------------------------------------------------------------
 
-    def _take(self, channel: str) -> LayerMessage | None:
-        """The channel's oldest unexpired message, taken from it; None when there is none."""
-        queue = self._queues.get(channel)
-        if queue is None:
-            return None
-        now = monotonic()
-        if queue[0][0] <= now:
-            self._expire(channel, queue, now)
-        if not queue:
-            del self._queues[channel]
-            return None
-        message = queue.popleft()[1]
-        if not queue:
-            del self._queues[channel]
-        return message
-
-    def _add_waiter(self, channel: str, waiter: _Waiting) -> None:
-        """Queue a receiver; a lone one done meanwhile (given to ``receive_into``) is replaced."""
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            self._waiters[channel] = waiter
-        elif isinstance(waiters, list):
-            waiters.append(waiter)
-        elif waiters.done():
-            self._waiters[channel] = waiter
-        else:
-            self._waiters[channel] = [waiters, waiter]
-
     def _learn_channel(self, channel: object) -> None:
         name = require_valid_channel_name(channel)
-        if len(self._valid_channels) >= _NAME_CACHE_SIZE:
+        if len(self._valid_channels) >= NAME_CACHE_SIZE:
             self._valid_channels.clear()
         self._valid_channels.add(name)
 
@@ -458,91 +377,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 f"message is cyclic or nested too deeply to copy: {message!r:.200}"
             ) from None
 
-    def _capacity_of(self, channel: str) -> int:
-        if not self.channel_capacity:
-            return self.capacity
-        capacity = self._capacities.get(channel)
-        if capacity is None:
-            if len(self._capacities) >= _NAME_CACHE_SIZE:
-                self._capacities.clear()
-            capacity = self._capacities[channel] = self.get_capacity(channel)
-        return capacity
-
-    def _put(self, channel: str, message: LayerMessage, now: float) -> bool:
-        """Hand a message to a waiting receiver, or queue it; False when the channel is full."""
-        if channel in self._waiters and self._put_to_waiter(channel, message):
-            return True
-        queue = self._queues.get(channel)
-        if queue is None:
-            self._queues[channel] = deque(((now + self.expiry, message),))
-            return True
-        if queue[0][0] <= now:
-            self._expire(channel, queue, now)
-        size = len(queue)
-        if size >= self._min_capacity and size >= self._capacity_of(channel):
-            return False
-        queue.append((now + self.expiry, message))
-        return True
-
-    def _give_back(self, channel: str, message: LayerMessage) -> None:
-        """Return a message whose receiver was cancelled after it was handed over."""
-        if self._put_to_waiter(channel, message):
-            return
-        queue = self._queues.get(channel)
-        expires_at = monotonic() + self.expiry
-        if queue is None:
-            self._queues[channel] = deque(((expires_at, message),))
-        else:  # at the head, keeping expiry times in order
-            queue.appendleft((min(expires_at, queue[0][0]), message))
-
-    def _put_to_waiter(self, channel: str, message: LayerMessage) -> bool:
-        waiters = self._waiters.get(channel)
-        if waiters is None:
-            return False
-        if not isinstance(waiters, list):
-            del self._waiters[channel]
-            if waiters.done():
-                return False
-            waiters.set_result(message)
-            return True
-        while waiters:
-            receipt = waiters.pop(0)
-            if not receipt.done():
-                receipt.set_result(message)
-                if not waiters:
-                    del self._waiters[channel]
-                return True
-        del self._waiters[channel]
-        return False
-
-    def _forget(self, channel: str, receipt: _Waiting) -> None:
-        """Withdraw a cancelled receiver from its channel."""
-        waiters = self._waiters.get(channel)
-        if waiters is receipt:
-            del self._waiters[channel]
-        elif isinstance(waiters, list) and receipt in waiters:
-            waiters.remove(receipt)
-            if not waiters:
-                del self._waiters[channel]
-
-    def _expire(self, channel: str, queue: deque[tuple[float, LayerMessage]], now: float) -> None:
-        """Drop a channel's expired messages (the caller drops the queue if it empties)."""
-        if self._drop_expired(channel, queue, now):
-            self._leave_groups({channel})
-
-    def _drop_expired(
-        self, channel: str, queue: deque[tuple[float, LayerMessage]], now: float
-    ) -> bool:
-        dropped = 0
-        while queue and queue[0][0] <= now:
-            queue.popleft()
-            dropped += 1
-        if not dropped:
-            return False
-        self.stats.dropped_expired += dropped
-        self._dropped_expired.inc(dropped)
-        logger.debug("channel %r: %d unread message(s) expired", channel, dropped)
-        return True
+    def _expired(self, channels: set[str], count: int) -> None:
+        """``count`` messages of ``channels`` expired unread: count them; the channels leave
+        their groups."""
+        self.stats.dropped_expired += count
+        self._dropped_expired.inc(count)
+        self._leave_groups(channels)
 
     def _leave_groups(self, channels: set[str]) -> None:
         """Remove channels from every group (spec, Persistence: a message expired on them)."""
@@ -567,13 +407,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def _sweep(self, now: float) -> None:
         """Drop expired messages and memberships everywhere; runs once per ``expiry``."""
         self._next_sweep = now + self.expiry
-        expired = set()
-        for channel, queue in list(self._queues.items()):
-            if self._drop_expired(channel, queue, now):
-                expired.add(channel)
-                if not queue:
-                    del self._queues[channel]
-        if expired:
-            self._leave_groups(expired)
+        self._channels.sweep(now)
         for group, members in list(self._groups.items()):
             self._expire_members(group, members, now)
