@@ -12,20 +12,22 @@ The model is Channels' ``consumer.py``, with four differences:
   ``receive(channel_name)`` are waited on together through one waiter Future (our gateway's
   and our layer's both return Futures; a coroutine from any other server or layer is wrapped
   in a Task, which is correct but costs that Task).
+
+Here: the errors, ``get_handler_name``, ``ConsumerApp`` (what ``as_asgi()`` returns),
+``AsyncConsumer`` and ``SyncConsumer``. The dispatch loops that merge the two sources, join
+and leave the groups are in ``consumers.dispatch``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
 
-from layer import ChannelLayer, LayerMessage
+from consumers.dispatch import serve
+from layer import ChannelLayer
 
 if TYPE_CHECKING:
     from layer.types import Message, Receive, Scope, Send
@@ -81,39 +83,6 @@ def _preview(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class _Waiter(asyncio.Future[None]):
-    """A Future that is also the done-callback resolving it: nothing else to allocate."""
-
-    __slots__ = ()
-
-    def __call__(self, _done: asyncio.Future[Any]) -> None:
-        if not self.done():
-            self.set_result(None)
-
-    @classmethod
-    def first_of(cls, first: asyncio.Future[Any], second: asyncio.Future[Any]) -> _Waiter:
-        """A waiter done when ``first`` or ``second`` is; the caller removes it from both."""
-        waiter = cls(loop=first.get_loop())
-        context = _callback_context()
-        first.add_done_callback(waiter, context=context)
-        second.add_done_callback(waiter, context=context)
-        return waiter
-
-
-_local = threading.local()
-
-
-def _callback_context() -> contextvars.Context:
-    # add_done_callback() copies the current context unless given one: 64 bytes per callback
-    # per idle consumer. _Waiter needs no context variables, so every callback of a thread
-    # shares one (callbacks of one thread never run nested, so it is never entered twice).
-    try:
-        return _local.context  # type: ignore[no-any-return]
-    except AttributeError:
-        _local.context = context = contextvars.Context()
-        return context
-
-
 async def raise_when_awaited(exc: BaseException) -> None:
     """A coroutine that raises ``exc`` when awaited.
 
@@ -123,33 +92,6 @@ async def raise_when_awaited(exc: BaseException) -> None:
     scope. Shared by the consumers package; not part of its public surface.
     """
     raise exc
-
-
-async def _done() -> None:
-    pass
-
-
-async def _leave_groups(layer: ChannelLayer, groups: Sequence[str], channel_name: str) -> None:
-    for group in groups:
-        try:
-            await layer.group_discard(group, channel_name)
-        except Exception:
-            logger.exception("could not leave group %r with channel %r", group, channel_name)
-
-
-class _ReceiveInto(Protocol):
-    """A scope's ``receive`` that offers the waiter extension (our gateways' instances)."""
-
-    def __call__(self) -> Awaitable[Message]: ...
-
-    def receive_into(self, future: asyncio.Future[Any]) -> None: ...
-
-
-class _LayerReceiveInto(ChannelLayer, Protocol):
-    """A channel layer that offers the waiter extension (``InMemoryChannelLayer``,
-    ``RedisChannelLayer``; both also offer ``discard_receive`` to withdraw a Future)."""
-
-    def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None: ...
 
 
 #: ``scope`` until the instance is called with its own (shared: never mutate it).
@@ -281,20 +223,17 @@ class AsyncConsumer:
         """Serve one scope, steps 1 to 4 above: the ASGI 3 application of this instance.
 
         A plain function (marked as a coroutine function) that sets the instance up and
-        returns the coroutine of the dispatch loop fitting its sources. That loop's frame is
-        the one an idle consumer keeps, so there is no other (100,000 idle consumers must fit
-        in some 2 KB each). An error of the set-up is raised when the coroutine is awaited,
-        as from an ``async def``.
+        returns the coroutine of the dispatch loop fitting its sources (steps 2 to 4:
+        ``consumers.dispatch.serve``). That loop's frame is the one an idle consumer keeps,
+        so there is no other (100,000 idle consumers must fit in some 2 KB each). An error
+        of the set-up is raised when the coroutine is awaited, as from an ``async def``.
         """
         try:
             layer = self._set_up(scope, send)
         except Exception as exc:
             return raise_when_awaited(exc)
-        if layer is None:
-            return self._dispatch_scope(receive)
-        if hasattr(receive, "receive_into") and hasattr(layer, "receive_into"):
-            return self._dispatch_one_waiter(receive, cast("_LayerReceiveInto", layer))
-        return self._dispatch_two_sources(receive, layer)
+        # A plain function, not a bound method, is what the loop's frame keeps.
+        return serve(self, type(self)._dispatch_event, receive, layer)
 
     __call__ = markcoroutinefunction(__call__)
 
@@ -307,130 +246,9 @@ class AsyncConsumer:
             layer = self.channel_layer = scope.get("channel_layer")
         return layer
 
-    async def _join(self, layer: ChannelLayer, groups: Sequence[str]) -> str:
-        """Step 2: get a channel name from ``layer.new_channel()`` and join ``groups``.
-
-        Returns:
-            The channel name, also set as ``self.channel_name``.
-
-        Raises:
-            Exception: What the layer raised (or a cancellation); the groups joined by then
-                are left first.
-        """
-        channel_name = self.channel_name = await layer.new_channel()
-        joined = 0
-        try:
-            for group in groups:
-                await layer.group_add(group, channel_name)
-                joined += 1
-        except BaseException:
-            if joined:
-                await asyncio.shield(_leave_groups(layer, groups[:joined], channel_name))
-            raise
-        return channel_name
-
-    async def _dispatch_scope(self, receive: Receive) -> None:
-        """Step 3 without a channel layer: the scope's events, until the last one."""
-        try:
-            while not await self._dispatch_event(await receive()):
-                pass
-        except StopConsumer:
-            pass
-
-    async def _dispatch_one_waiter(self, receive: _ReceiveInto, layer: _LayerReceiveInto) -> None:
-        """Steps 2 to 4 behind the waiter extension (our gateways and layers).
-
-        Each wait is one Future given to both sources, which resolves with whichever has an
-        item first; the other, finding it done, keeps its item for the next turn. An idle
-        consumer so waits on one Future instead of three. The sources take turns being asked
-        first, so that neither starves the other. (No bound methods are kept in this
-        long-lived frame: each would cost 64 bytes.)
-        """
-        groups = self.groups
-        channel_name = await self._join(layer, groups)
-        event: asyncio.Future[Message] | None = None
-        try:
-            loop = asyncio.get_running_loop()
-            layer_first = False
-            while True:
-                event = loop.create_future()
-                if layer_first:
-                    layer.receive_into(channel_name, event)
-                    if not event.done():
-                        receive.receive_into(event)
-                else:
-                    receive.receive_into(event)
-                    if not event.done():
-                        layer.receive_into(channel_name, event)
-                layer_first = not layer_first
-                if await self._dispatch_event(await event):
-                    return
-        except StopConsumer:
-            pass
-        finally:
-            await self._tear_down(layer, channel_name, groups, event, None)
-
-    async def _dispatch_two_sources(self, receive: Receive, layer: ChannelLayer) -> None:
-        """Steps 2 to 4 with any other server or layer: wait on the two sources' Futures.
-
-        A coroutine source (asgiref's communicator, Channels' layers) is wrapped in a Task.
-        Each pending Future is kept across turns (cancelling one could lose its item); each
-        source is dispatched in arrival order, and when both are ready the scope's first.
-        """
-        groups = self.groups
-        channel_name = await self._join(layer, groups)
-        event: asyncio.Future[Message] | None = None
-        message: asyncio.Future[LayerMessage] | None = None
-        done: asyncio.Future[Any]
-        try:
-            event = asyncio.ensure_future(receive())
-            message = asyncio.ensure_future(layer.receive(channel_name))
-            while True:
-                if not (event.done() or message.done()):
-                    done = _Waiter.first_of(event, message)
-                    await done
-                    event.remove_done_callback(done)
-                    message.remove_done_callback(done)
-                if event.done():
-                    done, event = event, None
-                    if await self._dispatch_event(done.result()):
-                        return
-                    event = asyncio.ensure_future(receive())
-                if message.done():
-                    done, message = message, None
-                    if await self._dispatch_event(done.result()):
-                        return
-                    message = asyncio.ensure_future(layer.receive(channel_name))
-        except StopConsumer:
-            pass
-        finally:
-            await self._tear_down(layer, channel_name, groups, event, message)
-
-    def _tear_down(
-        self,
-        layer: ChannelLayer,
-        channel_name: str,
-        groups: Sequence[str],
-        event: asyncio.Future[Message] | None,
-        message: asyncio.Future[LayerMessage] | None,
-    ) -> Awaitable[None]:
-        """Step 4: cancel what still waits, then leave ``groups``, shielded from cancellation.
-
-        A plain function: what it cancels is cancelled before the caller's ``await``.
-        """
-        if event is not None:
-            event.cancel()
-            discard = getattr(layer, "discard_receive", None)
-            if discard is not None:
-                discard(channel_name, event)  # given to receive_into, if at all
-        if message is not None:
-            message.cancel()
-        if not groups:
-            return _done()
-        return asyncio.shield(_leave_groups(layer, groups, channel_name))
-
     async def _dispatch_event(self, event: Message) -> bool:
-        """Dispatch one event of the scope; True when it was the last (``*.disconnect``).
+        """Dispatch one event or message; True when it was the last (``*.disconnect``, or
+        a handler raised ``StopConsumer``): the dispatch loop then ends.
 
         The disconnect event ends the consumer after its handler ran, or at once when there
         is none: nothing follows it, and a server may repeat it to every later ``receive()``.
@@ -438,7 +256,10 @@ class AsyncConsumer:
         kind = event.get("type")
         last = isinstance(kind, str) and kind.endswith(".disconnect")
         if not last or callable(getattr(self, str(kind).replace(".", "_"), None)):
-            await self.dispatch(event)
+            try:
+                await self.dispatch(event)
+            except StopConsumer:
+                return True
         return last
 
     async def dispatch(self, message: Message) -> None:
