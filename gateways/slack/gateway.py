@@ -34,10 +34,11 @@ refuses later (revoked while the gateway runs: ``invalid_auth``, ``token_revoked
 daemon stops with exit code 1) and stops Socket Mode, whose client would otherwise retry
 forever; network errors, HTTP 5xx and ``ratelimited`` are retried as before.
 
-Beside this module: ``options``, ``inbound`` (payloads to events; it uses the gateway as an
-``InboundHost``), ``outbound`` (events to Web API arguments), ``events`` (parsing and
-request checks; ``Threads``, owned here, shared by both halves) and ``retry`` (retry
-handlers, the watch for refused tokens).
+Beside this module: ``options``, ``transport`` (Socket Mode and the Events API listener,
+with their checks of each envelope and request), ``inbound`` (payloads to events; it uses
+the gateway as an ``InboundHost``), ``outbound`` (events to Web API arguments), ``events``
+(parsing and request checks; ``Threads``, owned here, shared by both halves) and ``retry``
+(retry handlers, the watch for refused tokens).
 """
 
 from __future__ import annotations
@@ -46,32 +47,25 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any, ClassVar, cast
 
 import aiohttp
-from aiohttp import web
 from slack_bolt import BoltResponse
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
-from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
-from slack_sdk.socket_mode.request import SocketModeRequest
-from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
-from gateways.http import bound_url, listen
-from gateways.slack.events import NotJsonMessages, Threads, check_request, envelope_problem
+from gateways.slack.events import Threads
 from gateways.slack.inbound import SlackInbound
 from gateways.slack.options import SlackGatewayOptions, SlackRetry
 from gateways.slack.outbound import NATIVE_KEYS, post_message_args, reaction_args
 from gateways.slack.retry import retry_handlers
+from gateways.slack.transport import EventsApi, SocketMode
 from layer.types import (
     ASGIApp,
     ChatConversation,
@@ -126,16 +120,15 @@ class SlackGateway(ChatGateway):
         #: The bot's Slack bot id (``B...``), from ``auth.test``.
         self.bot_id: str | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._socket: AsyncSocketModeHandler | None = None
-        self._runner: web.AppRunner | None = None
+        #: The way in, made at start: Socket Mode, or the Events API listener.
+        self._socket: SocketMode | None = None
+        self._events_api: EventsApi | None = None
         self._inbox: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
-        self._verifier: SignatureVerifier | None = None
         self._worker: asyncio.Task[None] | None = None
         #: True from a successful start to close: a token refused then fails the gateway.
         self._serving = False
         #: Why Slack refused a token while serving (what ``fail()`` was given), else ``None``.
         self.refusal: GatewayError | None = None
-        self._socket_closing: asyncio.Task[None] | None = None
         #: The thread of recent messages, received and posted (for reactions and ``reply_to``).
         self.threads = Threads(options.dedupe_size)
         #: Slack payloads to chat events, with the memory that takes.
@@ -149,17 +142,15 @@ class SlackGateway(ChatGateway):
         HTTP mode: whether the Events API listener serves."""
         if not self._serving:
             return False
-        if self._socket is None:
-            return self._runner is not None
-        client = self._socket.client
-        session = client.current_session
-        return not (client.closed or client.stale or session is None or session.closed)
+        if self._socket is not None:
+            return self._socket.connected
+        return self._events_api is not None and self._events_api.connected
 
     @property
     def http_url(self) -> str | None:
         """HTTP mode: the Request URL the gateway serves (``http://127.0.0.1:3000/slack/events``),
         with the port actually bound; ``None`` in Socket Mode or before start."""
-        return bound_url(self._runner, self.options.path)
+        return None if self._events_api is None else self._events_api.url
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -185,9 +176,11 @@ class SlackGateway(ChatGateway):
             self._inbox = asyncio.Queue(options.max_pending_events)
             self._worker = loop.create_task(self._work(), name=f"{self.name}:slack")
             if options.mode == "socket":
-                await self._connect_socket()
+                self._socket = SocketMode(self.name, options, self.app, self.client, logger)
+                await self._socket.connect(self._start_call)
             else:
-                await self._listen_http()
+                self._events_api = EventsApi(self.name, options, self.app, logger)
+                await self._events_api.listen()
         except BaseException:
             await self.close_transport()
             raise
@@ -205,13 +198,10 @@ class SlackGateway(ChatGateway):
         self._serving = False
         socket, self._socket = self._socket, None
         if socket is not None:
-            await socket.close_async()  # type: ignore[no-untyped-call]
-        closing, self._socket_closing = self._socket_closing, None
-        if closing is not None:
-            await asyncio.wait([closing])
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+            await socket.close()
+        events_api, self._events_api = self._events_api, None
+        if events_api is not None:
+            await events_api.close()
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()
@@ -220,7 +210,7 @@ class SlackGateway(ChatGateway):
         if session is not None:
             await session.close()
 
-    async def _start_call(self, method: str, call: Any) -> AsyncSlackResponse:
+    async def _start_call(self, method: str, call: Awaitable[Any]) -> AsyncSlackResponse:
         """Await a Web API call made at start, turning its failure into a ``GatewayError``."""
         try:
             return cast("AsyncSlackResponse", await call)
@@ -252,13 +242,8 @@ class SlackGateway(ChatGateway):
         )
         logger.error("%s", self.refusal)
         self.fail(self.refusal)
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            # Closed from a task of its own: this runs inside the Socket Mode client's task.
-            self._socket_closing = asyncio.get_running_loop().create_task(
-                socket.close_async(),  # type: ignore[no-untyped-call]
-                name=f"{self.name}:slack-close",
-            )
+        if self._socket is not None:
+            self._socket.stop()  # from a task of its own: this runs in the client's task
 
     def _web_client(self, token: str | None) -> AsyncWebClient:
         options = self.options
@@ -305,98 +290,7 @@ class SlackGateway(ChatGateway):
         app.command(re.compile(".*"))(self._on_interaction)
         app.block_action(re.compile(".*"))(self._on_interaction)
         app.error(self._on_bolt_error)
-        if secret is not None:
-            self._verifier = SignatureVerifier(secret.get_secret_value())
         return app
-
-    async def _connect_socket(self) -> None:
-        """Open the first Socket Mode connection; slack_sdk's client keeps it up afterwards
-        (``disconnect`` messages, dropped sockets and stale pings all reconnect)."""
-        client = self.require_client()
-        token = self.options.app_token
-        if token is None:  # the options model checks it; for type checkers
-            raise GatewayError(f"gateway {self.name!r}: Socket Mode needs app_token")
-        socket_logger = logging.getLogger(f"{__name__}.socket.{self.name}")
-        if not any(isinstance(f, NotJsonMessages) for f in socket_logger.filters):
-            socket_logger.addFilter(NotJsonMessages(self.name))
-        handler = AsyncSocketModeHandler(
-            cast("Any", self.app),
-            app_token=token.get_secret_value(),
-            logger=socket_logger,
-            web_client=client,
-            ping_interval=self.options.ping_interval,
-        )
-        # Each envelope is checked before Bolt's own listener (handler.handle) sees it.
-        handler.client.socket_mode_request_listeners[:] = [self._socket_request]
-        self._socket = handler
-        timeout = self.options.connect_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                opened = await self._start_call(
-                    "apps.connections.open",
-                    client.apps_connections_open(app_token=token.get_secret_value()),
-                )
-                # The URL just issued: the client connects to it instead of asking again.
-                handler.client.wss_uri = str(opened["url"])
-                await handler.connect_async()  # type: ignore[no-untyped-call]
-        except TimeoutError:
-            raise GatewayError(
-                f"gateway {self.name!r}: no Socket Mode connection to Slack within {timeout} s "
-                f"(Web API at {self.options.base_url!r})"
-            ) from None
-
-    async def _listen_http(self) -> None:
-        options = self.options
-        web_app = web.Application()
-        web_app.router.add_post(options.path, self._http_request)
-        self._runner = await listen(
-            web_app, options.host, options.port, f"gateway {self.name!r}", "Slack's Events API"
-        )
-
-    async def _http_request(self, request: web.Request) -> web.Response:
-        """One Events API request: checked by ``events.check_request`` (HTTP 401: timestamp
-        or signature wrong; 400: malformed body; aiohttp answers 413 over its 1 MiB
-        ``client_max_size``), each refusal logged once at WARNING, then Bolt answers it."""
-        app, verifier = self.app, self._verifier
-        if app is None or verifier is None:
-            return web.Response(status=503, text="not started")
-        raw = await request.read()
-        refusal = check_request(raw, request.headers, verifier)
-        if refusal is not None:
-            logger.warning(
-                "Gateway %r: refused a Slack Events API request from %s: HTTP %d, %s",
-                self.name,
-                request.remote,
-                refusal.status,
-                refusal.reason,
-            )
-            return web.json_response({"error": refusal.reason}, status=refusal.status)
-        bolt_request = AsyncBoltRequest(
-            body=raw.decode(),
-            query=request.query_string,
-            headers=cast("Any", request.headers),
-        )
-        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
-
-    async def _socket_request(
-        self, client: AsyncBaseSocketModeClient, request: SocketModeRequest
-    ) -> None:
-        """A Socket Mode envelope: a malformed one is logged once and acknowledged (so that
-        Slack does not send it again), the others go to Bolt (``AsyncSocketModeHandler.handle``)."""
-        # slack_sdk types these as str, but they are whatever the JSON held.
-        envelope_id: Any = request.envelope_id
-        reason: Any = request.retry_reason
-        problem = envelope_problem(request.payload)
-        if not isinstance(envelope_id, str) or not isinstance(reason, str | None):
-            problem = "its envelope_id or retry_reason is not a string"
-        if problem is None and self._socket is not None:
-            await self._socket.handle(cast("Any", client), request)
-            return
-        logger.warning(
-            "Gateway %r: dropped a malformed Socket Mode envelope: %s", self.name, problem
-        )
-        if isinstance(envelope_id, str):
-            await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
 
     async def _on_bolt_error(self, error: Exception) -> BoltResponse:
         """Bolt's error handler (``app.error``): a payload that passed the checks yet made
