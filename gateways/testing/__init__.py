@@ -22,7 +22,9 @@ A wire test server, for a platform that cannot be reached from a test:
   zlib-stream, 429s), for hikari unchanged (``gateways.testing.discord``).
 
 And the conformance kit every adapter should pass, ``GatewayConformance`` with its
-``ConformanceHarness`` (needs pytest and pytest-asyncio). ``docs/adapters.md`` shows each.
+``ConformanceHarness`` (needs pytest and pytest-asyncio; ``docs/adapters.md`` shows each), and
+``StateStoreConformance`` with its ``StateStoreHarness``, which every state store should pass
+(``docs/state.md``).
 The platform kits and the conformance kit are imported on first use, so
 ``import gateways.testing`` needs neither aiohttp, a platform's client library nor pytest.
 """
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from gateways.testing.discord import DiscordTestServer
     from gateways.testing.prosody import Prosody, XmppHuman
     from gateways.testing.slack_server import SlackTestServer
+    from gateways.testing.state import StateStoreConformance, StateStoreHarness
     from gateways.testing.synapse import MatrixHuman, Synapse
     from gateways.testing.telegram import TelegramTestServer
 
@@ -56,6 +59,8 @@ __all__ = [
     "RedisServer",
     "ServerProcess",
     "SlackTestServer",
+    "StateStoreConformance",
+    "StateStoreHarness",
     "Synapse",
     "TelegramTestServer",
     "XmppHuman",
@@ -75,6 +80,8 @@ _LAZY = {
     "MatrixHuman": "gateways.testing.synapse",
     "Prosody": "gateways.testing.prosody",
     "XmppHuman": "gateways.testing.prosody",
+    "StateStoreConformance": "gateways.testing.state",
+    "StateStoreHarness": "gateways.testing.state",
 }
 
 
