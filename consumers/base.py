@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
+from pydantic import BaseModel
 
 from consumers.dispatch import serve
+from consumers.state import DurableState, state_key
 from layer import ChannelLayer
+from layer.state import StateError, StateStore
 
 if TYPE_CHECKING:
     from layer.types import Message, Receive, Scope, Send
@@ -173,17 +176,38 @@ class AsyncConsumer:
     A ``*.disconnect`` message ends the consumer after its handler whichever source it came
     from, as a ``websocket.disconnect`` does in Channels.
 
+    Durable state (``docs/state.md``, ``consumers.state``): with ``state_model`` set,
+    ``self.state`` is loaded from the state store before the first event is dispatched and
+    saved after each event or message the consumer handled, before it asks for the next
+    (so before the gateway acknowledges an MQTT QoS 1/2 message); an event whose
+    ``idempotency_key`` the scope applied already is skipped. The store is the first of
+    ``as_asgi(state_store=...)``, the class attribute ``state_store``,
+    ``scope["state_store"]`` (the daemon's ``state:`` section).
+
     Attributes:
         groups: Group names to join for the consumer's whole life (Channels layer spec).
         channel_layer: A layer with the Channels layer API, or ``None``.
         channel_name: This instance's channel name on the layer, or ``None``.
         scope: The scope of this instance.
+        state_model: A pydantic model whose fields all have defaults, or ``None`` (no
+            durable state).
+        state_name: The first part of the state's key (``StateKey``): the consumer's
+            import path unless set. Set it before renaming or moving the class.
+        state_version: The shape's version, stored with the state; when the stored one
+            differs, ``migrate_state(data, version)`` is called to bring it up to date.
+        state_store: A ``layer.state.StateStore``, or ``None`` for ``scope["state_store"]``.
+        state: The loaded state (an instance of ``state_model``) while the scope lives.
     """
 
     groups: Sequence[str] = ()
     channel_layer: ChannelLayer | None = None
     channel_name: str | None = None
     scope: Scope
+    state_model: ClassVar[type[BaseModel] | None] = None
+    state_name: ClassVar[str | None] = None
+    state_version: ClassVar[int] = 1
+    state_store: StateStore | None = None
+    state: Any
 
     def __init__(self, **kwargs: Any) -> None:
         # Every attribute the base sets is set here first: CPython keeps attributes known when
@@ -194,6 +218,9 @@ class AsyncConsumer:
         self.base_send: Send = _unset_send
         self.channel_layer = type(self).channel_layer
         self.channel_name = None
+        if type(self).state_model is not None:
+            self.state = None
+            self._durable: DurableState | None = None
         for key, value in kwargs.items():
             setattr(self, key, value)
 
@@ -255,12 +282,52 @@ class AsyncConsumer:
         """
         kind = event.get("type")
         last = isinstance(kind, str) and kind.endswith(".disconnect")
+        if type(self).state_model is not None:
+            return await self._dispatch_durable(event, last)
         if not last or callable(getattr(self, str(kind).replace(".", "_"), None)):
             try:
                 await self.dispatch(event)
             except StopConsumer:
                 return True
         return last
+
+    async def _dispatch_durable(self, event: Message, last: bool) -> bool:
+        """``_dispatch_event`` with durable state: load it first, skip an event applied
+        already, save after the handler (also after one that raised ``StopConsumer``)."""
+        durable = self._durable
+        if durable is None:
+            durable = self._durable = await self._open_state()
+        if durable.already_applied(event):
+            return last
+        stop = False
+        if not last or callable(getattr(self, str(event.get("type")).replace(".", "_"), None)):
+            try:
+                await self.dispatch(event)
+            except StopConsumer:
+                stop = True
+        await durable.save(self.state, event)
+        return last or stop
+
+    async def _open_state(self) -> DurableState:
+        """Load ``self.state`` from the store (see the class docstring)."""
+        cls = type(self)
+        model = cls.state_model
+        store = self.state_store or self.scope.get("state_store")
+        if model is None or store is None:
+            raise StateError(
+                f"{cls.__qualname__} has a state_model but no state store: give the YAML a "
+                "state: section, or as_asgi(state_store=...)"
+            )
+        name = cls.state_name or f"{cls.__module__}.{cls.__qualname__}"
+        migrate = getattr(self, "migrate_state", None)
+        durable, self.state = await DurableState.open(
+            store,
+            state_key(name, self.scope),
+            model,
+            version_tag=cls.state_version,
+            migrate=migrate if callable(migrate) else None,
+        )
+        return durable
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler of ``message`` (see ``get_handler_name``), or log and skip it."""

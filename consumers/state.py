@@ -1,0 +1,252 @@
+"""Durable scope state: a consumer's ``state_model``, loaded when its scope starts and saved
+after every event it handled (``docs/state.md``).
+
+A consumer that sets ``state_model`` (a pydantic model whose fields all have defaults) gets
+``self.state``, an instance of it, loaded from the state store before its first event is
+dispatched: the store given as ``as_asgi(state_store=...)``, the class attribute
+``state_store``, or the gateway's ``scope["state_store"]`` (the daemon puts the store of the
+YAML ``state:`` section there). After each event or channel-layer message the consumer
+handled, the state is written back when it changed, before the consumer asks for its next
+event, which is when the gateway acknowledges an MQTT QoS 1/2 message
+(``docs/mqtt.md``): a crash can repeat an event, never lose its effect.
+
+An event that carries ``"idempotency_key"`` (a str; the gateways set it from the platform's
+event ids or where the YAML says) is applied once: the key is recorded in the same write as
+the state, and an event whose key the scope already applied is skipped (and counted in
+``asgi_gateway_events_deduplicated_total``). The store keeps the newest
+``applied_window`` keys per scope.
+
+Stored form: the JSON object ``{"version": <state_version>, "state": <model_dump(mode="json")>}``
+as UTF-8 bytes, under the key ``StateKey(state_name, gateway, scope_key)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import Counter
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from layer.state import StateConflict, StateError, StateKey, StateStore, StoreUnavailable
+from layer.types import Message, Scope
+
+__all__ = ["DEDUPLICATED", "DurableState", "StateModelError", "state_key"]
+
+logger = logging.getLogger(__name__)
+
+DEDUPLICATED = Counter(
+    "asgi_gateway_events_deduplicated_total",
+    "Events skipped because their scope had already applied their idempotency key.",
+    ["gateway"],
+)
+
+#: Seconds between retries of a store that cannot be reached: from 0.1 s, doubling, up to 5 s.
+RETRY_INITIAL = 0.1
+RETRY_MAX = 5.0
+
+
+class StateModelError(StateError):
+    """The stored state does not fit the consumer's ``state_model`` (and no
+    ``migrate_state`` made it fit), or the model cannot be built with no arguments."""
+
+
+def state_key(name: str, scope: Scope) -> StateKey:
+    """The key of a consumer's state in ``scope``: ``(name, scope["gateway"], scope_key)``.
+
+    Args:
+        name: The consumer's ``state_name`` (its import path unless set).
+        scope: The scope; ``scope_key`` is ``scope["scope_key"]``.
+
+    Raises:
+        StateError: The scope has no ``gateway`` or no ``scope_key`` (the consumer does not
+            run behind a gateway of ours).
+    """
+    gateway, key = scope.get("gateway"), scope.get("scope_key")
+    if not isinstance(gateway, str) or not isinstance(key, str):
+        raise StateError(
+            f"a durable consumer ({name}) needs scope['gateway'] and scope['scope_key'], "
+            f"got {gateway!r} and {key!r}"
+        )
+    return StateKey(name, gateway, key)
+
+
+def _log_retry(key: StateKey) -> Callable[[RetryCallState], None]:
+    def log(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        logger.warning(
+            "State store unavailable for %s (%s); retrying in %.1f s, the event waits",
+            key,
+            exc,
+            state.upcoming_sleep,
+            extra={"gateway": key.gateway, "scope": key.scope_key},
+        )
+
+    return log
+
+
+class DurableState:
+    """One consumer instance's durable state: the store, the key, the version it loaded,
+    the bytes last saved and the idempotency keys applied.
+
+    Made by ``DurableState.open``; the consumer keeps it for its scope's life.
+    """
+
+    __slots__ = ("applied", "key", "model", "saved", "store", "version", "version_tag")
+
+    def __init__(
+        self,
+        store: StateStore,
+        key: StateKey,
+        model: type[BaseModel],
+        version_tag: int,
+        applied: deque[str],
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.model = model
+        self.version_tag = version_tag
+        self.version: int | None = None
+        self.saved: bytes | None = None
+        self.applied = applied
+
+    @classmethod
+    async def open(
+        cls,
+        store: StateStore,
+        key: StateKey,
+        model: type[BaseModel],
+        *,
+        version_tag: int = 1,
+        migrate: Callable[[dict[str, Any], int], Mapping[str, Any]] | None = None,
+    ) -> tuple[DurableState, BaseModel]:
+        """Load ``key``'s state from ``store``, waiting (with backoff) while it is away.
+
+        Args:
+            store: The state store.
+            key: The state's key.
+            model: The consumer's ``state_model``.
+            version_tag: The consumer's ``state_version``, stored with the state.
+            migrate: ``migrate_state(data, version)`` of the consumer, called when the stored
+                version differs from ``version_tag``; returns the data in today's shape.
+
+        Returns:
+            The ``DurableState`` and the state: the stored one, or ``model()`` for a scope
+            with none yet.
+
+        Raises:
+            StateModelError: The stored state does not validate against ``model`` (after
+                ``migrate``), or ``model()`` needs arguments.
+        """
+        stored = await _retrying(key, lambda: store.load(key))
+        durable = cls(store, key, model, version_tag, deque(maxlen=store.applied_window))
+        if stored is None:
+            try:
+                return durable, model()
+            except ValidationError as exc:
+                raise StateModelError(
+                    f"state_model {model.__qualname__} must be valid with no arguments (give "
+                    f"every field a default) to start {key}: {exc}"
+                ) from exc
+        durable.version = stored.version
+        durable.saved = stored.data
+        durable.applied.extend(stored.applied)
+        return durable, durable.decode(stored.data, migrate)
+
+    def decode(
+        self, data: bytes, migrate: Callable[[dict[str, Any], int], Mapping[str, Any]] | None
+    ) -> BaseModel:
+        """The model instance stored as ``data`` (see the module docstring)."""
+        try:
+            document = json.loads(data)
+            version, state = document["version"], document["state"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateModelError(f"the stored state of {self.key} is not ours: {exc}") from exc
+        if version != self.version_tag:
+            if migrate is None:
+                raise StateModelError(
+                    f"the stored state of {self.key} is version {version}, the consumer's "
+                    f"state_version is {self.version_tag}: define migrate_state() "
+                    "(docs/state.md, Migration)"
+                )
+            state = dict(migrate(dict(state), version))
+        try:
+            return self.model.model_validate(state)
+        except ValidationError as exc:
+            raise StateModelError(
+                f"the stored state of {self.key} does not fit {self.model.__qualname__} "
+                f"(version {version}); change the model compatibly or migrate it "
+                f"(docs/state.md, Migration): {exc}"
+            ) from exc
+
+    def encode(self, state: BaseModel) -> bytes:
+        """``state`` in its stored form."""
+        document = {"version": self.version_tag, "state": state.model_dump(mode="json")}
+        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def already_applied(self, event: Message) -> bool:
+        """Whether ``event`` has an idempotency key this scope applied (then it is counted)."""
+        idempotency_key = event.get("idempotency_key")
+        if isinstance(idempotency_key, str) and idempotency_key in self.applied:
+            DEDUPLICATED.labels(self.key.gateway).inc()
+            logger.debug(
+                "Scope %r of gateway %r applied %r already; skipped",
+                self.key.scope_key,
+                self.key.gateway,
+                idempotency_key,
+                extra={"gateway": self.key.gateway, "scope": self.key.scope_key},
+            )
+            return True
+        return False
+
+    async def save(self, state: BaseModel, event: Message) -> None:
+        """Write ``state`` and ``event``'s idempotency key, if either is new, waiting (with
+        backoff) while the store is away.
+
+        Raises:
+            StateConflict: Another writer wrote this key since it was loaded (in a cluster:
+                this instance is stale and must end).
+        """
+        idempotency_key = event.get("idempotency_key")
+        keys = (idempotency_key,) if isinstance(idempotency_key, str) else ()
+        data = self.encode(state)
+        if data == self.saved and not keys:
+            return
+        version = self.version
+
+        def write() -> Any:
+            return self.store.save(self.key, data, expect_version=version, applied_keys=keys)
+
+        try:
+            self.version = await _retrying(self.key, write)
+        except StateConflict:
+            logger.error(
+                "State of scope %r on gateway %r was written elsewhere since it was loaded "
+                "(version %s); this instance ends",
+                self.key.scope_key,
+                self.key.gateway,
+                version,
+                extra={"gateway": self.key.gateway, "scope": self.key.scope_key},
+            )
+            raise
+        self.saved = data
+        self.applied.extend(keys)
+
+
+async def _retrying(key: StateKey, call: Callable[[], Any]) -> Any:
+    """``await call()``, again after ``StoreUnavailable`` with backoff, for ever (logged)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(StoreUnavailable),
+        wait=wait_exponential_jitter(multiplier=RETRY_INITIAL, max=RETRY_MAX, jitter=RETRY_INITIAL),
+        before_sleep=_log_retry(key),
+        sleep=asyncio.sleep,
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise StateError("unreachable")  # pragma: no cover (AsyncRetrying returns or raises)
