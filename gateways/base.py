@@ -147,6 +147,8 @@ class Gateway(abc.ABC):
         self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
         #: Instances ended (disconnect event sent) whose task has not finished, by task.
         self._ending: dict[asyncio.Task[None], ScopeInstance] = {}
+        #: Tasks whose end was dealt with before their done-callback ran (``_finish_now``).
+        self._finished_early: set[asyncio.Task[None]] = set()
         #: A coarse clock (seconds, the loop's time), advanced by the idle sweep: every scope
         #: active since the last tick shares this one float instead of keeping its own.
         self._clock = 0.0
@@ -204,6 +206,9 @@ class Gateway(abc.ABC):
 
         Override it to release what the transport keeps per scope (a reply address, a
         subscription); the instance is no longer in ``instances`` by then. It must not raise.
+        It runs in the task's done-callback, or sooner, from within ``dispatch``, ``end``
+        or ``open_scope`` (which may open a scope), when one of them meets the finished
+        instance before that callback has run.
         """
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -327,7 +332,8 @@ class Gateway(abc.ABC):
         pinned = self.pinned
         if pinned:
             for instance in self.instances.values():
-                if instance.key not in pinned:
+                # A pinned instance whose task has finished is not live: end() drops it.
+                if instance.key not in pinned or instance.started_task.done():
                     return instance
             raise GatewayError(
                 f"gateway {self.name!r}: all {len(self.instances)} live scopes are pinned, "
@@ -353,6 +359,12 @@ class Gateway(abc.ABC):
         self.stats.received += 1
         while True:
             instance = self.instances.get(key)
+            if instance is not None and instance.task is not None and instance.task.done():
+                # It ended by itself just now: the event goes to a fresh instance, after
+                # what scope_finished() gave that one (it may have opened it already).
+                self._finish_if_done(instance)
+                scope = scope if scope is not None else dict(instance.scope)
+                continue
             if instance is None:
                 if not self._accepting:
                     # Logged once, with the count, when stop() ends: a busy transport would
@@ -374,8 +386,16 @@ class Gateway(abc.ABC):
             scope = scope if scope is not None else dict(instance.scope)
 
     def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
-        """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``."""
-        if instance.ending is not None or instance.task is None or instance.task.done():
+        """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``.
+
+        An instance whose task has finished already (it returned, raised or was cancelled,
+        and its done-callback has not run yet) is not live: it leaves ``instances`` at once,
+        as its done-callback would have made it, so that a loop ending scopes until few
+        enough are live (eviction in ``open_scope``, the idle sweep) always progresses.
+        """
+        if instance.ending is not None or instance.task is None:
+            return
+        if self._finish_if_done(instance):
             return
         instance.ending = reason
         if self.instances.get(instance.key) is instance:
@@ -396,7 +416,26 @@ class Gateway(abc.ABC):
             self.options.disconnect_grace, instance.task.cancel
         )
 
+    def _finish_if_done(self, instance: ScopeInstance) -> bool:
+        """If ``instance``'s task has finished, deal with its end now rather than in its
+        done-callback (scheduled for a later turn of the loop: until then the instance would
+        count as live, and events queued to it would wait in a queue nobody reads).
+
+        Returns:
+            Whether the task had finished (and ``instance`` has now left ``instances``).
+        """
+        task = instance.task
+        if task is None or not task.done():
+            return False
+        if self.instances.get(instance.key) is instance:  # else dealt with already
+            self._finished_early.add(task)
+            self._instance_done(instance, task)
+        return True
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._finished_early and task in self._finished_early:
+            self._finished_early.discard(task)  # dealt with already, by _finish_if_done
+            return
         instance = self._ending.pop(task, None)
         if instance is None:
             instance = self.instances.get(task.get_name())
