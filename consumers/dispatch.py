@@ -179,8 +179,9 @@ async def _dispatch_one_waiter(
             event = loop.create_future()
             if layer_first:
                 layer.receive_into(channel_name, event)
-                if not event.done():
-                    receive.receive_into(event)
+                # Also when the layer resolved it: asking the scope is how the gateway learns
+                # the previous event was handled, and acknowledges it (gateways/instance.py).
+                receive.receive_into(event)
             else:
                 receive.receive_into(event)
                 if not event.done():

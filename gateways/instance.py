@@ -146,6 +146,12 @@ class ScopeInstance:
         the next call. Only the latest Future given waits; an idle consumer so costs one
         Future instead of one per source plus a waiter.
 
+        Every call, with a Future done already by another source too, is the application
+        asking for its next item: the event it was last given was handled (acknowledged,
+        for MQTT). So call it in every turn, also one that took a channel-layer message
+        first: else that event stays in hand, blamed if a later layer handler raises and
+        given again if the instance is cancelled there.
+
         Args:
             future: A Future of the running loop; left alone if it is done already.
         """
@@ -173,7 +179,8 @@ class ScopeInstance:
             if not future.done():
                 future.set_result({"type": gateway.disconnect_type, "reason": self.ending})
             return
-        self._waiter = future
+        if not future.done():  # one done by another source waits for nothing here
+            self._waiter = future
 
     async def send(self, message: Message) -> None:
         """Take an event from the application (the ASGI ``send``).
