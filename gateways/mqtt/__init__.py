@@ -2,11 +2,14 @@
 
 ``MqttGateway`` is the protocol server and ``MqttGatewayOptions`` its YAML options
 (``docs/mqtt.md``, the scope and events in ``docs/specs/mqtt.md``). Inside: ``gateway``
-(the gateway), ``options`` (the options models), ``subscriptions`` (which filters are
-subscribed, for whom), ``events`` (checking what the application sends), ``properties``
-(MQTT 5 properties), ``refusals`` (``BrokerRefused``: what the broker refused, with its
-reason code; publishing with the PUBACK's code), ``client`` (building the aiomqtt client)
-and ``embedded`` (the in-process broker behind ``broker: embedded``). Topic names and filters follow
+(the gateway: connection, events sent), ``incoming`` (the consume loop: messages to
+scopes), ``flow`` (reading pauses while too many received messages wait), ``acks``
+(acknowledging QoS 1 and 2 once handled), ``options`` (the options models),
+``subscriptions`` (which filters are subscribed, for whom), ``events`` (checking what the
+application sends), ``properties`` (MQTT 5 properties), ``refusals`` (``BrokerRefused``:
+what the broker refused, with its reason code; publishing with the PUBACK's code),
+``client`` (building the aiomqtt client and its TLS context) and ``embedded`` (the
+in-process broker behind ``broker: embedded``). Topic names and filters follow
 ``layer.topics``, the one home of the MQTT topic rules.
 """
 

@@ -2,6 +2,12 @@
 
 The client is made once and entered again on every reconnect (``async with client``), so
 its client identifier, credentials and session settings stay the same across outages.
+
+A TLS handshake that fails (the broker's certificate refused, say) closes its socket at
+once (``ClosingSSLSocket``). paho-mqtt 2.x does not: ``Client._ssl_wrap_socket`` calls
+``do_handshake()`` and lets the error go with the socket still open, and aiomqtt's
+``raise MqttError(...) from None`` keeps that error, its traceback and so the socket alive,
+until the garbage collector finalises it with a ResourceWarning at some later moment.
 """
 
 from __future__ import annotations
@@ -14,7 +20,23 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from gateways.mqtt.options import MqttGatewayOptions, MqttTls
 from gateways.mqtt.properties import connect_properties, mend_paho_strings
 
-__all__ = ["make_client", "tls_context"]
+__all__ = ["ClosingSSLSocket", "make_client", "tls_context"]
+
+
+class ClosingSSLSocket(ssl.SSLSocket):
+    """An ``ssl.SSLSocket`` that closes itself when its handshake fails, before the error
+    goes on (``SSLContext.sslsocket_class``; see the module's docstring). A non-blocking
+    handshake that only has to wait (``SSLWantReadError``, ``SSLWantWriteError``) is not a
+    failure and leaves the socket open."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except BaseException:
+            self.close()
+            raise
 
 
 def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> aiomqtt.Client:
@@ -72,7 +94,8 @@ def make_client(gateway: str, client_id: str, options: MqttGatewayOptions) -> ai
 
 def tls_context(gateway: str, options: MqttGatewayOptions) -> ssl.SSLContext:
     """The TLS context of an ``mqtts://`` broker: the system's CAs or ``tls.ca_file``, a
-    client certificate if ``tls.cert_file``, no checks at all if ``tls.insecure``.
+    client certificate if ``tls.cert_file``, no checks at all if ``tls.insecure``. Its
+    sockets are ``ClosingSSLSocket``: closed when the handshake fails.
 
     Args:
         gateway: The gateway's name, for error messages.
@@ -82,4 +105,6 @@ def tls_context(gateway: str, options: MqttGatewayOptions) -> ssl.SSLContext:
         GatewayError: A TLS file can't be read or is not valid.
     """
     tls = options.tls or MqttTls()
-    return tls.context(gateway, verify=not tls.insecure)
+    context = tls.context(gateway, verify=not tls.insecure)
+    context.sslsocket_class = ClosingSSLSocket
+    return context

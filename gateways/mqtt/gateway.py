@@ -11,33 +11,36 @@ The connection is kept up forever: tenacity retries it with exponential backoff 
 every subscription is made again on reconnect, and live scopes stay live across the
 outage. The scope and events are those of ``docs/specs/mqtt.md`` (``layer/types.py``).
 
-Beside this module, in ``gateways.mqtt``: ``options`` (YAML options), ``subscriptions``
+This module holds the connection's lifecycle and the events an application sends. Beside
+it, in ``gateways.mqtt``: ``incoming`` (the consume loop: messages to scopes), ``flow``
+(``ReadFlow``: reading pauses while too many received messages wait), ``acks``
+(acknowledging QoS 1 and 2 once handled), ``options`` (YAML options), ``subscriptions``
 (``SubscriptionTable``: which filters, for whom, on the broker), ``events`` (checking the
-events an application sends), ``properties`` (MQTT 5 properties) and ``client`` (building
-the aiomqtt client). Topic rules are ``layer.topics``.
+events an application sends), ``refusals`` (what the broker refused; publishing),
+``properties`` (MQTT 5 properties) and ``client`` (building the aiomqtt client). Topic rules
+are ``layer.topics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import itertools
 import logging
 import secrets
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import aiomqtt
-from prometheus_client import Counter
 from tenacity import RetryCallState
 
 from gateways.base import Gateway, GatewayError, ScopeInstance
-from gateways.mqtt.acks import Acknowledgements, MessageEvent
+from gateways.mqtt.acks import Acknowledgements
 from gateways.mqtt.client import make_client
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
+from gateways.mqtt.flow import ReadFlow
+from gateways.mqtt.incoming import Incoming
 from gateways.mqtt.options import MqttGatewayOptions
-from gateways.mqtt.properties import properties_in
 from gateways.mqtt.refusals import Publisher, connack_refusal
 from gateways.mqtt.subscriptions import SubscriptionTable
 from layer.types import ASGIApp, Message
@@ -45,13 +48,6 @@ from layer.types import ASGIApp, Message
 __all__ = ["MqttGateway", "MqttGatewayOptions"]
 
 logger = logging.getLogger(__name__)
-
-MESSAGES_DROPPED = Counter(
-    "asgi_gateway_mqtt_messages_dropped_total",
-    "Incoming MQTT messages dropped, by reason (oversized: over max_payload). Messages "
-    "dropped while stopping are in asgi_gateway_events_dropped_total.",
-    ["gateway", "reason"],
-)
 
 _SEND_TYPES = ("mqtt.publish", "mqtt.subscribe", "mqtt.unsubscribe", "mqtt.close")
 
@@ -114,12 +110,19 @@ class MqttGateway(Gateway):
         self._connections = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions = SubscriptionTable(name, options)
-        self._dropped_oversized = MESSAGES_DROPPED.labels(name, "oversized")
+        self._flow: ReadFlow | None = None
+        self._incoming: Incoming | None = None
 
     @property
     def connected(self) -> bool:
         """Whether the connection to the broker is up now."""
         return self._connected.is_set()
+
+    @property
+    def flow(self) -> ReadFlow | None:
+        """How much of what the broker sent waits, and whether reading is paused
+        (``gateways.mqtt.flow``); None before ``start_transport``."""
+        return self._flow
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -150,7 +153,22 @@ class MqttGateway(Gateway):
             await self._embedded.start()
         self._client = make_client(self.name, self.client_id, self.options)
         self._acks = Acknowledgements(self.name, self._client)
-        self._publisher = Publisher(self.name, self.options, self._acks.manual.paho, self._client)
+        paho = self._acks.manual.paho
+        self._publisher = Publisher(self.name, self.options, paho, self._client)
+        # After Acknowledgements: its on_message is chained before theirs (see flow.py).
+        self._flow = ReadFlow(
+            self.name, self._client, paho, self.options.flow, self.options.keepalive
+        )
+        self._incoming = Incoming(
+            self.name,
+            self.options,
+            self._subscriptions,
+            self._acks,
+            instances=self.instances,
+            dispatch=self.dispatch,
+            new_scope=self.new_scope,
+            taken=self._flow.taken,
+        )
         expiry = self.options.effective_session_expiry
         if self.options.session_expiry is None and expiry is not None:
             logger.info(
@@ -220,14 +238,16 @@ class MqttGateway(Gateway):
 
     async def _publish(self, message: Message) -> None:
         topic, payload, qos, retain, properties = parse_publish(message, self.name, self.options)
-        publisher = self._publisher
-        if publisher is None:
+        publisher, flow = self._publisher, self._flow
+        if publisher is None or flow is None:
             raise GatewayError(f"gateway {self.name!r} is not started")
         timeout = self.options.publish_timeout
         try:
             async with asyncio.timeout(timeout):
                 await self._connected.wait()
-                await publisher.publish(topic, payload, qos, retain, properties)
+                # Its PUBACK (PUBCOMP) must be read even while scopes' queues are full.
+                with flow.reading() if qos else contextlib.nullcontext():
+                    await publisher.publish(topic, payload, qos, retain, properties)
         except TimeoutError:
             raise GatewayError(
                 f"gateway {self.name!r}: publish to {topic!r} not done within {timeout} s "
@@ -271,7 +291,12 @@ class MqttGateway(Gateway):
     async def _sync(self, topic_filter: str) -> None:
         """Bring the broker's subscription of ``topic_filter`` in line with its owners, on
         the current connection (only recorded while there is none)."""
-        await self._subscriptions.sync(topic_filter, self._client, self._lost)
+        with self._require_flow().reading():  # its SUBACK comes even while queues are full
+            await self._subscriptions.sync(topic_filter, self._client, self._lost)
+
+    async def _subscribe_all(self, client: aiomqtt.Client) -> None:
+        with self._require_flow().reading():
+            await self._subscriptions.subscribe_all(client)
 
     # -- the connection ----------------------------------------------------------------
 
@@ -279,6 +304,11 @@ class MqttGateway(Gateway):
         if self._client is None:
             raise GatewayError(f"gateway {self.name!r} is not started")
         return self._client
+
+    def _require_flow(self) -> ReadFlow:
+        if self._flow is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
+        return self._flow
 
     async def _run(self) -> None:
         """Keep a connection up forever; each run of tenacity is one outage."""
@@ -375,8 +405,11 @@ class MqttGateway(Gateway):
         """Subscribe while already taking messages: with a persistent session the broker
         sends its backlog before the SUBACK, which may take longer than any timeout. The
         SUBACKs are awaited without a timeout; a lost connection ends both."""
-        consumer = asyncio.ensure_future(self._consume(client))
-        subscriber = asyncio.ensure_future(self._subscriptions.subscribe_all(client))
+        incoming = self._incoming
+        if incoming is None:
+            raise GatewayError(f"gateway {self.name!r} is not started")
+        consumer = asyncio.ensure_future(incoming.consume(client))
+        subscriber = asyncio.ensure_future(self._subscribe_all(client))
         try:
             await asyncio.wait((subscriber, consumer), return_when=asyncio.FIRST_COMPLETED)
             if subscriber.done():
@@ -392,95 +425,7 @@ class MqttGateway(Gateway):
             await asyncio.wait((subscriber, consumer))
         raise aiomqtt.MqttError("the message stream ended")
 
-    # -- messages from the broker: the hot path ------------------------------------------
-
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        subscriptions = self._subscriptions
-        # The table changes these dicts in place, never rebinds them.
-        owned = subscriptions.owned
-        subscription_identifiers = subscriptions.subscription_identifiers
-        id_filters = subscriptions.id_filters
-        resolve = subscriptions.resolve
-        owned_matching = subscriptions.owned_matching
-        instances = self.instances
-        dispatch = self.dispatch
-        new_scope = self.new_scope
-        acks = self._require_acks()
-        release = acks.release
-        arrived = acks.delivery
-        max_payload = self.options.max_payload
-        mqtt5 = self.options.protocol == "5"
-        properties: dict[str, Any] | None = None
-        ids: list[int] | None = None
-        async for message in client.messages:
-            topic = message.topic.value
-            payload = message.payload
-            qos = message.qos
-            delivery, dup = arrived(message.mid, qos)
-            if len(payload) > max_payload:
-                self._drop_oversized(topic, len(payload))
-                if delivery is not None:
-                    release(delivery)  # handled: dropped and counted, not to come again
-                continue
-            if mqtt5:
-                properties = properties_in(message.properties)
-                ids = properties.get("subscription_identifiers") if subscriptions.use_ids else None
-            fields = {
-                "type": "mqtt.message",
-                "topic": topic,
-                "payload": payload,
-                "qos": qos,
-                "retain": message.retain,
-                "dup": dup,
-                "properties": properties,
-            }
-            event: Message = fields if delivery is None else MessageEvent(fields, delivery)
-            route = resolve(topic)
-            if ids:
-                # One copy per matching subscription: act on what this copy is for.
-                if owned:
-                    await self._deliver_to(subscriptions.owners_by_ids(topic, ids), event, route)
-                if (
-                    route is not None
-                    and subscription_identifiers.get(route[1]) not in ids
-                    and any(i in id_filters for i in ids)
-                ):
-                    route = None  # another copy carries the route's subscription
-            elif owned:
-                targets = (owned.get(f, ()) for f in owned_matching(topic))
-                await self._deliver_to(itertools.chain.from_iterable(targets), event, route)
-            if route is not None:
-                key = route[0]
-                if delivery is not None:
-                    delivery.pending += 1
-                if instances.get(key) is None:
-                    scope = new_scope(topic=topic, scope_key=key, subscription=route[1])
-                    await dispatch(key, event, scope)
-                else:
-                    await dispatch(key, event)
-            if delivery is not None:
-                release(delivery)
-
-    async def _deliver_to(
-        self, owners: Iterable[ScopeInstance], event: Message, route: tuple[str, str] | None
-    ) -> None:
-        """Deliver to scopes whose own subscription matched: once each, live ones only, not
-        to the scope the topic routes to (it gets the event anyway)."""
-        skip = route[0] if route is not None else None
-        delivery = event.delivery if isinstance(event, MessageEvent) else None
-        for instance in dict.fromkeys(owners):
-            key = instance.key
-            if key != skip and self.instances.get(key) is instance:
-                if delivery is not None:
-                    delivery.pending += 1
-                await self.dispatch(key, MessageEvent(event, delivery) if delivery else dict(event))
-
     # -- acknowledging what was handled ------------------------------------------------
-
-    def _require_acks(self) -> Acknowledgements:
-        if self._acks is None:
-            raise GatewayError(f"gateway {self.name!r} is not started")
-        return self._acks
 
     def event_handled(self, instance: ScopeInstance, event: Message) -> None:
         """The application handled ``event``: acknowledge it if it was the last copy."""
@@ -500,13 +445,3 @@ class MqttGateway(Gateway):
                 fresh = self.open_scope(instance.key, dict(instance.scope))
             for event in unhandled:
                 fresh.put_nowait(event)
-
-    def _drop_oversized(self, topic: str, size: int) -> None:
-        self._dropped_oversized.inc()
-        logger.warning(
-            "Gateway %r dropped a message on %r: %d bytes is over max_payload (%d bytes)",
-            self.name,
-            topic,
-            size,
-            self.options.max_payload,
-        )

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_SESSION_EXPIRY",
     "MAX_PAYLOAD",
     "BrokerAddress",
+    "MqttFlow",
     "MqttGatewayOptions",
     "MqttScopeRule",
     "MqttSubscription",
@@ -195,6 +196,33 @@ class MqttWill(_Model):
         return validate_topic_name(value)
 
 
+class MqttFlow(_Model):
+    """How many received messages may wait in the daemon before the gateway stops reading
+    its connection, so that TCP back-pressure reaches the broker (``gateways.mqtt.flow``).
+
+    Attributes:
+        high_water: Messages waiting (received, not yet taken for a scope) at which the
+            gateway stops reading from the broker.
+        low_water: Messages waiting at or below which it reads again.
+        limit: Most messages waiting while the gateway must read on, because it awaits the
+            broker's answer to its own PUBLISH, SUBSCRIBE or UNSUBSCRIBE; QoS 0 messages
+            past it are dropped and counted (QoS 1 and 2 are bounded by ``receive_maximum``).
+    """
+
+    high_water: int = Field(default=1000, ge=1)
+    low_water: int = Field(default=500, ge=0)
+    limit: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MqttFlow:
+        if not self.low_water < self.high_water <= self.limit:
+            raise ValueError(
+                f"flow: low_water ({self.low_water}) < high_water ({self.high_water}) <= "
+                f"limit ({self.limit}) does not hold"
+            )
+        return self
+
+
 class MqttSubscription(_Model):
     """A subscription of the gateway, listed in YAML.
 
@@ -281,6 +309,7 @@ class MqttGatewayOptions(GatewayOptions):
         reconnect: Backoff between connection attempts, in seconds.
         publish_timeout: Seconds a publish waits for the connection (and its acknowledgement)
             before failing.
+        flow: When the gateway stops and starts reading from the broker (``MqttFlow``).
     """
 
     # Our messages quote the offending value; pydantic's own would also show the password.
@@ -304,6 +333,7 @@ class MqttGatewayOptions(GatewayOptions):
     max_payload: int = Field(default=MAX_PAYLOAD, ge=0, le=MAX_PAYLOAD)
     reconnect: Reconnect = Field(default_factory=lambda: Reconnect(initial=0.5, maximum=30.0))
     publish_timeout: float = Field(default=10.0, gt=0)
+    flow: MqttFlow = Field(default_factory=MqttFlow)
 
     @field_validator("broker")
     @classmethod

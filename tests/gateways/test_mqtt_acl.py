@@ -447,7 +447,6 @@ async def test_the_client_certificate_is_the_acl_user(
         assert message.payload == b"ok"
 
 
-@pytest.mark.filterwarnings(r"ignore:Exception ignored in. <ssl\.SSLSocket")
 async def test_without_a_certificate_the_gateway_does_not_connect(
     broker, certificates, recording_app, run_gateway
 ):
