@@ -34,6 +34,7 @@ from config.redaction import (
     redact_url,
 )
 from config.source import SourceMap
+from config.state import StateConfig
 
 __all__ = [
     "SECRET_MASK",
@@ -50,6 +51,7 @@ __all__ = [
     "OptionsModel",
     "RedactedReprMixin",
     "SourceMap",
+    "StateConfig",
     "WorkersConfig",
     "format_path",
     "import_from_string",

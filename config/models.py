@@ -30,6 +30,7 @@ from config.importing import import_from_string, split_import_path
 from config.monitoring import MonitoringConfig
 from config.redaction import RedactedReprMixin
 from config.source import SourceMap
+from config.state import StateConfig
 from config.validation import config_error_from_validation
 
 __all__ = [
@@ -266,6 +267,7 @@ class Config(_Model):
         monitoring: The HTTP server of ``/metrics``, ``/healthz`` and ``/readyz``, or
             ``None`` (the default) for none.
         access: Who may run which chat command (``config.access``), or ``None``.
+        state: The store of durable scopes' state (``config.state``), or ``None`` for none.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
@@ -279,6 +281,7 @@ class Config(_Model):
     shutdown_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     monitoring: MonitoringConfig | None = None
     access: AccessConfig | None = None
+    state: StateConfig | None = None
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 

@@ -33,6 +33,7 @@ from consumers.base import ConsumerError
 if TYPE_CHECKING:
     from config.policy import AccessPolicy
     from layer import ChannelLayer
+    from layer.state import StateStore
     from layer.types import (
         ASGIApp,
         ChatActionEvent,
@@ -92,6 +93,8 @@ class MqttCommunicator(_ScopeCommunicator):
         subscription: ``scope["subscription"]``, the topic filter that matched; defaults to
             ``topic``.
         channel_layer: Put in ``scope["channel_layer"]`` when given, as the gateway does.
+        state_store: Put in ``scope["state_store"]`` when given, as the gateway does: the
+            store of a consumer's ``state_model`` (``layer.state.MemoryStateStore``).
     """
 
     scope: MqttScope
@@ -105,6 +108,7 @@ class MqttCommunicator(_ScopeCommunicator):
         gateway: str = "test",
         subscription: str | None = None,
         channel_layer: ChannelLayer | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         scope: MqttScope = {
             "type": "mqtt",
@@ -116,6 +120,8 @@ class MqttCommunicator(_ScopeCommunicator):
         }
         if channel_layer is not None:
             scope["channel_layer"] = channel_layer
+        if state_store is not None:
+            scope["state_store"] = state_store
         super().__init__(application, scope)  # type: ignore[no-untyped-call]
 
     async def connect(self, timeout: float = 1) -> None:  # noqa: ASYNC109 (as asgiref's)
@@ -216,6 +222,8 @@ class ChatCommunicator(_ScopeCommunicator):
         scope_key: ``scope["scope_key"]``; defaults to the id, ``<id>/<thread_id>`` for a
             thread (the chat gateways' default ``conversation_key``, ``"thread"``).
         channel_layer: Put in ``scope["channel_layer"]`` when given, as the gateway does.
+        state_store: Put in ``scope["state_store"]`` when given, as the gateway does: the
+            store of a consumer's ``state_model`` (``layer.state.MemoryStateStore``).
         access: Put in ``scope["access"]`` when given, as the daemon does with its
             ``access:`` section: a ``config.policy.AccessPolicy``. Users given by name get
             the identity ``"<platform>:<name>"``.
@@ -241,6 +249,7 @@ class ChatCommunicator(_ScopeCommunicator):
         scope_key: str | None = None,
         channel_layer: ChannelLayer | None = None,
         access: AccessPolicy | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         self._future = None  # asgiref's __del__ reads it, even when a check below raises
         if kind not in ("direct", "group", "thread"):
@@ -269,6 +278,8 @@ class ChatCommunicator(_ScopeCommunicator):
         }
         if channel_layer is not None:
             scope["channel_layer"] = channel_layer
+        if state_store is not None:
+            scope["state_store"] = state_store
         if access is not None:
             scope["access"] = access
         self._ids = itertools.count(1)

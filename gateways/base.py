@@ -37,7 +37,8 @@ import contextlib
 import contextvars
 import logging
 from collections import OrderedDict
-from typing import Any, ClassVar
+from functools import cache
+from typing import Any, ClassVar, Literal
 
 from prometheus_client import Counter, Gauge
 from pydantic import Field
@@ -47,14 +48,25 @@ from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
 from gateways.metrics import GatewayStats
 from layer import ChannelLayer
+from layer.state import StateStore
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
 __all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
 
 logger = logging.getLogger(__name__)
 
-#: The ``scope["asgi"]`` of every scope a gateway opens. Shared, so treat it as read-only.
+#: The ``scope["asgi"]`` of every scope a gateway whose ``spec_version`` is ``"1.0"`` opens.
+#: Shared, so treat it as read-only.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "1.0"}
+
+
+@cache
+def _asgi_version(spec_version: str) -> dict[str, str]:
+    """The shared ``scope["asgi"]`` of a protocol spec version (one dict per version)."""
+    if spec_version == ASGI_VERSION["spec_version"]:
+        return ASGI_VERSION
+    return {"version": "3.0", "spec_version": spec_version}
+
 
 SCOPES_OPENED = Counter(
     "asgi_gateway_scopes_opened_total", "Application instances started.", ["gateway"]
@@ -73,6 +85,9 @@ EVENTS_DROPPED = Counter(
     "Events a gateway took from its transport but could not deliver, by reason.",
     ["gateway", "reason"],
 )
+
+#: What ``Gateway.dispatch_nowait`` does with an event for a scope whose queue is full.
+WhenFull = Literal["drop", "refuse"]
 
 #: The context the gateway's done-callbacks run in. They read no context variable, and one
 #: shared context spares each scope a copy (``add_done_callback`` copies by default).
@@ -139,6 +154,9 @@ class Gateway(abc.ABC):
         self.application = application
         self.options = options
         self.channel_layer = channel_layer
+        #: The daemon's state store (the ``state:`` section), put in every scope as
+        #: ``scope["state_store"]`` for durable consumers (``docs/state.md``); ``None``: none.
+        self.state_store: StateStore | None = None
         self.close_event_type = f"{self.protocol}.close"
         #: The first event of every scope; ``None`` for a protocol without one (workers).
         self.connect_event: Message | None = {"type": f"{self.protocol}.connect"}
@@ -287,11 +305,14 @@ class Gateway(abc.ABC):
     # -- scopes ------------------------------------------------------------------------
 
     def new_scope(self, **keys: Any) -> Scope:
-        """A scope of this gateway's protocol: ``type``, ``asgi``, ``gateway``, then ``keys``."""
+        """A scope of this gateway's protocol: ``type``, ``asgi``, ``gateway``, then ``keys``;
+        and ``channel_layer`` and ``state_store`` when the gateway has them."""
         scope: Scope = {"type": self.protocol, "asgi": ASGI_VERSION, "gateway": self.name}
         scope.update(keys)
         if self.channel_layer is not None:
             scope["channel_layer"] = self.channel_layer
+        if self.state_store is not None:
+            scope["state_store"] = self.state_store
         return scope
 
     def open_scope(self, key: str, scope: Scope, *, pinned: bool = False) -> ScopeInstance:

@@ -45,6 +45,7 @@ class MqttScope(TypedDict):
     scope_key: str
     subscription: str
     channel_layer: NotRequired[Any]
+    state_store: NotRequired[Any]
     route: NotRequired[RouteInfo]
 
 
@@ -154,6 +155,7 @@ class ChatScope(TypedDict):
     conversation: ChatConversation
     bot: ChatBot
     channel_layer: NotRequired[Any]
+    state_store: NotRequired[Any]
     access: NotRequired[Any]
     route: NotRequired[RouteInfo]
 

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,10 +27,17 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.args = args
+        # The examples' state files (examples/thermostat and chatbot, state:): one per daemon
+        # unless the test gives one, so no test sees another's devices or conversations.
+        folder = Path(tempfile.mkdtemp())
+        state = {
+            "THERMOSTAT_STATE": str(folder / "thermostat.sqlite3"),
+            "CHATBOT_STATE": str(folder / "chatbot.sqlite3"),
+        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateways", *args],
             cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(APPS), **env},
+            env={**os.environ, "PYTHONPATH": str(APPS), **state, **env},
             stdin=subprocess.DEVNULL,  # a console gateway in the file reads nothing
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

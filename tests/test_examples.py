@@ -13,6 +13,7 @@ import pytest
 
 from consumers import ChatCommunicator, MqttCommunicator
 from layer import InMemoryChannelLayer
+from layer.state import MemoryStateStore
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "thermostat"
 
@@ -46,7 +47,10 @@ async def test_a_reading_above_the_threshold_is_sent_to_the_telemetry_group(
     watcher = await layer.new_channel()
     await layer.group_add("telemetry", watcher)
     communicator = MqttCommunicator(
-        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+        thermostat.application,
+        "devices/kitchen/telemetry",
+        channel_layer=layer,
+        state_store=MemoryStateStore(),
     )
     await communicator.connect()
     assert await reading(communicator, "kitchen", 21.0) == {"last": 21.0, "avg": 21.0, "count": 1}
@@ -66,7 +70,10 @@ async def test_an_invalid_reading_is_counted_and_the_device_goes_on(
     thermostat: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
     communicator = MqttCommunicator(
-        thermostat.application, "devices/hall/telemetry", channel_layer=InMemoryChannelLayer()
+        thermostat.application,
+        "devices/hall/telemetry",
+        channel_layer=InMemoryChannelLayer(),
+        state_store=MemoryStateStore(),
     )
     await communicator.connect()
     before = thermostat.DeviceConsumer.invalid_payload_count()
@@ -91,9 +98,17 @@ async def test_chat_asks_the_device_consumers_over_the_channel_layer(
 ) -> None:
     layer = InMemoryChannelLayer()
     kitchen = MqttCommunicator(
-        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+        thermostat.application,
+        "devices/kitchen/telemetry",
+        channel_layer=layer,
+        state_store=MemoryStateStore(),
     )
-    hall = MqttCommunicator(thermostat.application, "devices/hall/telemetry", channel_layer=layer)
+    hall = MqttCommunicator(
+        thermostat.application,
+        "devices/hall/telemetry",
+        channel_layer=layer,
+        state_store=MemoryStateStore(),
+    )
     chat = ChatCommunicator(thermostat.application, kind="direct", channel_layer=layer)
     for communicator in (kitchen, hall, chat):
         await communicator.connect()
@@ -127,7 +142,10 @@ async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
         thermostat.application, kind="group", name="general", channel_layer=layer
     )
     device = MqttCommunicator(
-        thermostat.application, "devices/kitchen/telemetry", channel_layer=layer
+        thermostat.application,
+        "devices/kitchen/telemetry",
+        channel_layer=layer,
+        state_store=MemoryStateStore(),
     )
     for communicator in (alerts, elsewhere, device):
         await communicator.connect()

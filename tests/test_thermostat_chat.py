@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,23 @@ def retained(mosquitto: Any, topic: str) -> Any:
             async for received in c.messages:
                 return json.loads(received.payload)  # type: ignore[arg-type]
         return None
+
+    return asyncio.run(run())
+
+
+def handled_readings(mosquitto: Any, device: str) -> int:
+    """The count in the device's retained state, 0 while it has none (1 s at most)."""
+
+    async def run() -> int:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+            await c.subscribe(f"devices/{device}/state", qos=1)
+            try:
+                async with asyncio.timeout(1):
+                    async for received in c.messages:
+                        return int(json.loads(received.payload)["count"])  # type: ignore[arg-type]
+            except TimeoutError:
+                pass
+        return 0
 
     return asyncio.run(run())
 
@@ -144,7 +162,12 @@ def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: An
         process = subprocess.Popen(
             [sys.executable, "-m", "gateways", "run", str(EXAMPLE / "gateway.yaml")],
             cwd=ROOT,
-            env={**os.environ, "MQTT_URL": mosquitto.url, "THERMOSTAT_ALERT_ABOVE": "30"},
+            env={
+                **os.environ,
+                "MQTT_URL": mosquitto.url,
+                "THERMOSTAT_ALERT_ABOVE": "30",
+                "THERMOSTAT_STATE": str(tmp_path / "thermostat.sqlite3"),
+            },
             stdin=slave,
             stdout=slave,
             stderr=log,
@@ -162,6 +185,10 @@ def test_the_console_asks_devices_and_shows_alerts(tmp_path: Path, mosquitto: An
         say("temp kitchen", "thermostat: No reading from kitchen yet.")
         for value in (21.5, 22.5):
             publish(mosquitto, "devices/kitchen/telemetry", {"temperature": value})
+        # The broker's PUBACK is not the daemon's handling: wait for the state it retains.
+        deadline = time.monotonic() + 20
+        while handled_readings(mosquitto, "kitchen") != 2:
+            assert time.monotonic() < deadline, "the two readings were not handled in 20 s"
         out.seen = 0
         say("temp kitchen", "thermostat: kitchen: 22.5 °C, average 22.0 °C over 2 readings")
         say("devices", "thermostat: Devices: kitchen")

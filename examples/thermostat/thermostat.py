@@ -3,7 +3,8 @@
 Devices publish JSON telemetry such as ``{"temperature": 21.5}`` to
 ``devices/{device_id}/telemetry``. The gateway's ``scopes`` rule in ``gateway.yaml`` puts
 every topic of one device in one scope, so one ``DeviceConsumer`` instance per device sees
-both its telemetry and its ``get`` requests and keeps its state between them. After each
+both its telemetry and its ``get`` requests and keeps its state between them; the state is
+stored (``state:`` in ``gateway.yaml``, a sqlite file), so it outlives the process. After each
 reading it publishes ``{"last": ..., "avg": ..., "count": ...}``, retained, to
 ``devices/{device_id}/state``; a message on ``devices/{device_id}/get`` is answered with
 the same JSON on ``devices/{device_id}/state/reply``. Every device consumer is in the group
@@ -74,10 +75,23 @@ class State(BaseModel):
     count: int
 
 
+class DeviceState(BaseModel):
+    """What a device's consumer keeps across readings, and across restarts: the YAML's
+    ``state:`` section stores it (docs/state.md)."""
+
+    last: float | None = None
+    total: float = 0.0
+    count: int = 0
+
+
 class DeviceConsumer(JsonMqttConsumer):
-    """One instance per device: the last reading, a running average, the count."""
+    """One instance per device: the last reading, a running average, the count, kept in
+    ``self.state`` (a ``DeviceState``, loaded when the device's scope starts and saved after
+    each reading, so a restart or an idle timeout loses nothing)."""
 
     model = Telemetry
+    state_model = DeviceState
+    state_name = "thermostat.device"
     # What it publishes, for `asgi-gateway asyncapi` (docs/asyncapi.md); documentation only.
     publishes: ClassVar[dict[str, type[BaseModel]]] = {
         "devices/{device_id}/state": State,
@@ -88,26 +102,25 @@ class DeviceConsumer(JsonMqttConsumer):
 
     async def connect(self) -> None:
         self.device_id: str = self.scope["route"]["kwargs"]["device_id"]
-        self.last: float | None = None
-        self.total = 0.0
-        self.count = 0
 
-    def state(self) -> dict[str, Any]:
-        avg = self.total / self.count if self.count else None
-        return {"last": self.last, "avg": avg, "count": self.count}
+    def summary(self) -> dict[str, Any]:
+        state = self.state
+        avg = state.total / state.count if state.count else None
+        return {"last": state.last, "avg": avg, "count": state.count}
 
     async def receive(self, message: MqttMessageEvent) -> None:
         if message["topic"].endswith("/get"):
-            await self.publish_json(f"devices/{self.device_id}/state/reply", self.state())
+            await self.publish_json(f"devices/{self.device_id}/state/reply", self.summary())
             return
         await super().receive(message)  # JSON, validated against Telemetry
 
     async def receive_json(self, data: Any, message: MqttMessageEvent) -> None:
         reading = Telemetry.model_validate(data).temperature
-        self.last = reading
-        self.total += reading
-        self.count += 1
-        await self.publish_json(f"devices/{self.device_id}/state", self.state(), qos=1, retain=True)
+        self.state.last = reading
+        self.state.total += reading
+        self.state.count += 1
+        state_topic = f"devices/{self.device_id}/state"
+        await self.publish_json(state_topic, self.summary(), qos=1, retain=True)
         if reading > ALERT_ABOVE and self.channel_layer is not None:
             await self.channel_layer.group_send(
                 TELEMETRY_GROUP,
@@ -135,7 +148,7 @@ class DeviceConsumer(JsonMqttConsumer):
             return
         await self.channel_layer.send(
             message["reply_channel"],
-            {"type": "thermostat.state", "device_id": device_id, **self.state()},
+            {"type": "thermostat.state", "device_id": device_id, **self.summary()},
         )
 
     async def thermostat_set(self, message: dict[str, Any]) -> None:
@@ -147,7 +160,7 @@ class DeviceConsumer(JsonMqttConsumer):
         command = Setpoint(setpoint=message["setpoint"]).model_dump()
         await self.publish_json(f"devices/{self.device_id}/setpoint", command, qos=1, retain=True)
         await self.channel_layer.send(
-            message["reply_channel"], {"type": "thermostat.state", **command, **self.state()}
+            message["reply_channel"], {"type": "thermostat.state", **command, **self.summary()}
         )
 
 

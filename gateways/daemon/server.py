@@ -30,6 +30,7 @@ from gateways.base import Gateway, GatewayError
 from gateways.daemon.registry import resolve_gateway
 from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
+from layer.state import StateError, StateStore, build_state_store
 from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class Daemon:
         workers: Workers (``gateways.daemon.worker.Worker``), started before the gateways and
             stopped after them.
         monitoring: The monitoring server, started first and stopped last; or ``None``.
+        state_store: The store of durable scopes (the ``state:`` section), given to every
+            gateway and worker and closed when the daemon stops; or ``None``.
     """
 
     def __init__(
@@ -62,12 +65,17 @@ class Daemon:
         shutdown_timeout: float = 10.0,
         workers: Sequence[Gateway] = (),
         monitoring: MonitoringServer | None = None,
+        state_store: StateStore | None = None,
     ) -> None:
         self.application = application
         self.gateways = gateways
         self.workers = list(workers)
         self.monitoring = monitoring
         self.channel_layer = channel_layer
+        self.state_store = state_store
+        if state_store is not None:
+            for gateway in [*self.gateways, *self.workers]:
+                gateway.state_store = state_store
         self.shutdown_timeout = shutdown_timeout
         self._stop: asyncio.Event | None = None
 
@@ -80,9 +88,11 @@ class Daemon:
 
         Raises:
             ConfigError: The application or a gateway type cannot be imported, a gateway's
-                or the worker's options are invalid, or the layer cannot be built.
+                or the worker's options are invalid, or the layer or the state store cannot
+                be built.
         """
         application, channel_layer = _application_and_layer(config)
+        state_store = _state_store(config)
         chat_application = application
         if config.access is not None:
             chat_application = _with_access(application, AccessPolicy(config.access))
@@ -113,6 +123,7 @@ class Daemon:
             channel_layer=channel_layer,
             shutdown_timeout=config.shutdown_timeout,
             workers=workers,
+            state_store=state_store,
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -162,6 +173,7 @@ class Daemon:
             channel_layer=channel_layer,
             shutdown_timeout=config.shutdown_timeout,
             workers=[worker],
+            state_store=_state_store(config),
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -207,6 +219,8 @@ class Daemon:
                     *(g.stop(self.shutdown_timeout) for g in workers), return_exceptions=True
                 )
                 await _close_layer(self.channel_layer)
+                if self.state_store is not None:
+                    await _close_state_store(self.state_store)
                 if self.monitoring is not None:
                     await self.monitoring.stop()
                 logger.info("Stopped")
@@ -252,6 +266,22 @@ def _application_and_layer(config: Config) -> tuple[ASGIApp, ChannelLayer]:
     except Exception as exc:
         raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
     return application, channel_layer
+
+
+def _state_store(config: Config) -> StateStore | None:
+    if config.state is None:
+        return None
+    try:
+        return build_state_store(config.state.options)
+    except StateError as exc:
+        raise config.error_at(("state",), f"cannot build the state store: {exc}") from exc
+
+
+async def _close_state_store(store: StateStore) -> None:
+    try:
+        await store.close()
+    except Exception:
+        logger.exception("Closing the state store failed")
 
 
 def _with_access(application: ASGIApp, policy: AccessPolicy) -> ASGIApp:

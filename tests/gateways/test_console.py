@@ -371,7 +371,12 @@ def run(
         process = subprocess.Popen(
             [sys.executable, "-m", "gateways", "run", str(config)],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(APPS)},
+            # The chatbot's state file (examples/chatbot/*.yaml): its own, beside the log.
+            env={
+                **os.environ,
+                "PYTHONPATH": str(APPS),
+                "CHATBOT_STATE": str(stderr.with_suffix(".sqlite3")),
+            },
             stdin=stdin,
             stdout=stdout,
             stderr=log,
@@ -511,3 +516,26 @@ def test_the_daemon_with_stdin_from_dev_null_serves_without_an_error(
     log = (tmp_path / "stderr.log").read_text()
     assert "Traceback" not in log
     assert "Exception in callback" not in log
+
+
+def test_the_chatbot_example_keeps_its_count_across_a_restart(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """examples/chatbot's count is durable state (state_model, the YAML's state: section)."""
+    config = ROOT / "examples" / "chatbot" / "gateway.yaml"
+    for said, count in (("hello", "1 so far"), ("again", "2 so far")):
+        master, slave = os.openpty()
+        try:
+            # The same log path, so the same state file (run() puts it beside the log).
+            process = run(processes, config, slave, slave, tmp_path / "e.log")
+            os.close(slave)
+            out = Reader(master, process, tmp_path / "e.log")
+            out.expect("@you you> ")
+            os.write(master, said.encode() + b"\n")
+            out.expect(f"[@you] bot: {said}")
+            out.expect("@you you> ")
+            os.write(master, b"count\n")
+            out.expect(f"[@you] bot: {count}")
+            assert interrupt(process) == 0
+        finally:
+            os.close(master)
