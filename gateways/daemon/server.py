@@ -30,7 +30,7 @@ from gateways.base import Gateway, GatewayError
 from gateways.daemon.registry import resolve_gateway
 from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
-from layer.state import StateError, StateStore, build_state_store
+from layer.state import GroupCommit, StateError, StateStore, build_state_store
 from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -272,7 +272,8 @@ def _state_store(config: Config) -> StateStore | None:
     if config.state is None:
         return None
     try:
-        return build_state_store(config.state.options)
+        # Group commit: the saves of scopes that wait together go in one commit.
+        return GroupCommit(build_state_store(config.state.options))
     except StateError as exc:
         raise config.error_at(("state",), f"cannot build the state store: {exc}") from exc
 

@@ -23,6 +23,7 @@ from layer.state.base import (
     check_key,
     check_writes,
 )
+from layer.state.batching import GroupCommit
 from layer.state.errors import (
     InvalidStateKey,
     InvalidStateWrite,
@@ -52,6 +53,7 @@ __all__ = [
     "MAX_APPLIED_WINDOW",
     "BaseStateStore",
     "DueTimer",
+    "GroupCommit",
     "InvalidStateKey",
     "InvalidStateWrite",
     "MemoryStateStore",
