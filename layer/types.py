@@ -77,6 +77,7 @@ class MqttMessageEvent(TypedDict):
     retain: bool
     dup: NotRequired[bool]
     properties: MqttProperties | None
+    idempotency_key: NotRequired[str]
 
 
 class MqttDisconnectEvent(TypedDict):

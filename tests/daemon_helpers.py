@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -97,3 +97,50 @@ def state(message: aiomqtt.Message) -> dict[str, Any]:
     assert isinstance(message.payload, bytes)
     result: dict[str, Any] = json.loads(message.payload)
     return result
+
+
+class Publisher:
+    """Publishes sequence numbers 0..messages-1 round-robin to ``devices/d<n>/telemetry``,
+    each until the broker acknowledges it (it reconnects through a broker restart), paced to
+    ``rate`` a second, and runs a fault when the count acknowledged reaches its mark. The
+    payload is ``payload(sequence)``: the number as text unless given."""
+
+    def __init__(
+        self,
+        broker: Any,
+        qos: int,
+        messages: int,
+        devices: int,
+        rate: float,
+        faults: dict[int, Any],
+        payload: Callable[[int], bytes] = lambda sequence: str(sequence).encode(),
+    ) -> None:
+        self.broker = broker
+        self.qos = qos
+        self.messages = messages
+        self.devices = devices
+        self.rate = rate
+        self.faults = faults
+        self.payload = payload
+        self.acknowledged: list[int] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        sequence = 0
+        while sequence < self.messages:
+            try:
+                async with aiomqtt.Client(self.broker.host, self.broker.port) as client:
+                    while sequence < self.messages:
+                        topic = f"devices/d{sequence % self.devices}/telemetry"
+                        async with asyncio.timeout(5):
+                            await client.publish(topic, self.payload(sequence), qos=self.qos)
+                        self.acknowledged.append(sequence)
+                        sequence += 1
+                        fault = self.faults.pop(sequence, None)
+                        if fault is not None:
+                            await fault()
+                        # Paced to the rate overall (the faults above take their time too).
+                        await asyncio.sleep(max(0.0, start + sequence / self.rate - loop.time()))
+            except (aiomqtt.MqttError, TimeoutError):
+                await asyncio.sleep(0.2)  # the broker is restarting: publish that one again

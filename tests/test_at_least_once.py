@@ -16,7 +16,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from daemon_helpers import Daemon
+from daemon_helpers import Daemon, Publisher
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(120)]
 
@@ -53,38 +53,6 @@ def recorded(record: Path) -> list[tuple[int, bool]]:
     return [(int(line.split()[0]), line.endswith(" dup")) for line in lines]
 
 
-class Publisher:
-    """Publishes 0..MESSAGES-1, each until the broker acknowledges it (it reconnects through
-    a broker restart), and runs a fault when the count acknowledged reaches its mark."""
-
-    def __init__(self, broker: Any, qos: int, faults: dict[int, Any]) -> None:
-        self.broker = broker
-        self.qos = qos
-        self.faults = faults
-        self.acknowledged: list[int] = []
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        sequence = 0
-        while sequence < MESSAGES:
-            try:
-                async with aiomqtt.Client(self.broker.host, self.broker.port) as client:
-                    while sequence < MESSAGES:
-                        topic = f"devices/d{sequence % DEVICES}/telemetry"
-                        async with asyncio.timeout(5):
-                            await client.publish(topic, str(sequence).encode(), qos=self.qos)
-                        self.acknowledged.append(sequence)
-                        sequence += 1
-                        fault = self.faults.pop(sequence, None)
-                        if fault is not None:
-                            await fault()
-                        # Paced to RATE overall (the faults above take their time too).
-                        await asyncio.sleep(max(0.0, start + sequence / RATE - loop.time()))
-            except (aiomqtt.MqttError, TimeoutError):
-                await asyncio.sleep(0.2)  # the broker is restarting: publish that one again
-
-
 @pytest.mark.parametrize("qos", [1, 2])
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_nothing_the_broker_acknowledged_is_lost(
@@ -119,6 +87,9 @@ async def test_nothing_the_broker_acknowledged_is_lost(
         publisher = Publisher(
             broker,
             qos,
+            MESSAGES,
+            DEVICES,
+            RATE,
             {
                 MESSAGES // 4: kill_and_restart,
                 MESSAGES // 2: terminate_and_restart,

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 
 from gateways.instance import ScopeInstance
 from gateways.mqtt.acks import Acknowledgements, MessageEvent
+from gateways.mqtt.idempotency import key_finder
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.properties import properties_in
 from gateways.mqtt.subscriptions import SubscriptionTable
@@ -100,6 +101,8 @@ class Incoming:
         mqtt5 = self.options.protocol == "5"
         properties: dict[str, Any] | None = None
         ids: list[int] | None = None
+        rule = self.options.idempotency_key
+        find_key = key_finder(rule) if rule is not None else None
         async for message in client.messages:
             taken()
             topic = message.topic.value
@@ -123,6 +126,10 @@ class Incoming:
                 "dup": dup,
                 "properties": properties,
             }
+            if find_key is not None:
+                idempotency_key = find_key(payload, properties)
+                if idempotency_key is not None:
+                    fields["idempotency_key"] = idempotency_key
             event: Message = fields if delivery is None else MessageEvent(fields, delivery)
             route = resolve(topic)
             if ids:

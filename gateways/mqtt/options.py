@@ -223,6 +223,30 @@ class MqttFlow(_Model):
         return self
 
 
+class MqttIdempotencyKey(_Model):
+    """Where a message's idempotency key is (``docs/state.md``): exactly one of the two.
+
+    A durable consumer applies an event with a key once: a message the broker delivers again
+    (a restart with a backlog, a lost PUBACK) is acknowledged and skipped. The key must be
+    unique per scope (a device's message sequence number does).
+
+    Attributes:
+        user_property: The name of an MQTT 5 user property (MQTT 5.0 section 3.3.2.3.7)
+            whose value is the key; MQTT 5 only.
+        json_field: A top-level field of a JSON object payload whose value (a str or an
+            int) is the key.
+    """
+
+    user_property: str | None = Field(default=None, min_length=1)
+    json_field: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> MqttIdempotencyKey:
+        if (self.user_property is None) == (self.json_field is None):
+            raise ValueError("idempotency_key: give exactly one of user_property, json_field")
+        return self
+
+
 class MqttSubscription(_Model):
     """A subscription of the gateway, listed in YAML.
 
@@ -310,6 +334,8 @@ class MqttGatewayOptions(GatewayOptions):
         publish_timeout: Seconds a publish waits for the connection (and its acknowledgement)
             before failing.
         flow: When the gateway stops and starts reading from the broker (``MqttFlow``).
+        idempotency_key: Where each message's idempotency key is (``MqttIdempotencyKey``),
+            set as the ``mqtt.message`` event's ``idempotency_key``; ``None``: none.
     """
 
     # Our messages quote the offending value; pydantic's own would also show the password.
@@ -334,6 +360,7 @@ class MqttGatewayOptions(GatewayOptions):
     reconnect: Reconnect = Field(default_factory=lambda: Reconnect(initial=0.5, maximum=30.0))
     publish_timeout: float = Field(default=10.0, gt=0)
     flow: MqttFlow = Field(default_factory=MqttFlow)
+    idempotency_key: MqttIdempotencyKey | None = None
 
     @field_validator("broker")
     @classmethod
@@ -363,6 +390,12 @@ class MqttGatewayOptions(GatewayOptions):
             raise ValueError(
                 f"session_expiry ({self.session_expiry}) needs protocol '5' "
                 "(MQTT 5.0 section 3.1.2.11.2)"
+            )
+        key = self.idempotency_key
+        if key is not None and key.user_property is not None and self.protocol != "5":
+            raise ValueError(
+                f"idempotency_key.user_property ({key.user_property!r}) needs protocol '5': "
+                "MQTT 3.1.1 has no user properties; use json_field"
             )
         seen: set[str] = set()
         for subscription in self.subscriptions:

@@ -39,6 +39,7 @@ def chatbot_application() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     from consumers import ProtocolTypeRouter
+    from layer.state import MemoryStateStore
 
     class VisibleEchoBot(module.EchoBot):  # type: ignore[misc, name-defined]
         async def receive(self, message: Any) -> None:
@@ -46,7 +47,8 @@ def chatbot_application() -> Any:
             if text.strip():
                 await super().receive(message)
 
-    return ProtocolTypeRouter({"chat": VisibleEchoBot.as_asgi()})
+    # Its count is durable state: a store of its own, as the YAML's state: section gives.
+    return ProtocolTypeRouter({"chat": VisibleEchoBot.as_asgi(state_store=MemoryStateStore())})
 
 
 class LogCheck:
