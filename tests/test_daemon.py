@@ -185,6 +185,31 @@ def test_check_and_run_name_the_bad_key_and_its_line_and_exit_2(tmp_path: Path) 
         assert "gateways.workers.keep_alive" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("state", "where", "problem"),
+    [
+        ("  backend: postgres\n", "gateway.yaml:4: state", "backend 'postgres'; installed"),
+        ("  backend: sqlite\n  paht: state.db\n", "gateway.yaml:4: state", "option 'paht'"),
+        ("  backend: sqlite\n  applied_window: 0\n", "gateway.yaml:6: state.applied_window", ""),
+    ],
+)
+def test_check_names_a_bad_state_section_and_its_line(
+    tmp_path: Path, state: str, where: str, problem: str
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "application: crashy:application\n"
+        "gateways:\n"
+        "  workers: {type: mqtt, broker: 'mqtt://127.0.0.1:1'}\n"
+        f"state:\n{state}"
+    )
+    result = run_cli("check", str(config))
+    assert result.returncode == 2, result.stdout
+    assert where in result.stderr
+    assert problem in result.stderr
+    assert not (tmp_path / "state.db").exists()  # check opens no store
+
+
 def test_run_names_an_application_that_cannot_be_imported(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(
