@@ -34,24 +34,29 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import contextvars
 import logging
-from collections import OrderedDict
 from functools import cache
 from typing import Any, ClassVar, Literal
 
-from prometheus_client import Counter, Gauge
-from pydantic import Field
+from prometheus_client import Counter
 
-from config import OptionsModel
 from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
 from gateways.metrics import GatewayStats
+from gateways.options import GatewayOptions
+from gateways.scopes import Scopes
 from layer import ChannelLayer
 from layer.state import StateStore
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
-__all__ = ["ASGI_VERSION", "Gateway", "GatewayError", "GatewayOptions", "ScopeInstance"]
+__all__ = [
+    "ASGI_VERSION",
+    "Gateway",
+    "GatewayError",
+    "GatewayOptions",
+    "ScopeInstance",
+    "WhenFull",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +73,6 @@ def _asgi_version(spec_version: str) -> dict[str, str]:
     return {"version": "3.0", "spec_version": spec_version}
 
 
-SCOPES_OPENED = Counter(
-    "asgi_gateway_scopes_opened_total", "Application instances started.", ["gateway"]
-)
-SCOPES_ENDED = Counter(
-    "asgi_gateway_scopes_ended_total",
-    "Scopes ended by the gateway, by reason (idle, evicted, closed, shutdown).",
-    ["gateway", "reason"],
-)
-SCOPES_CRASHED = Counter(
-    "asgi_gateway_scopes_crashed_total", "Application instances that raised.", ["gateway"]
-)
-SCOPES_LIVE = Gauge("asgi_gateway_scopes_live", "Live application instances.", ["gateway"])
 EVENTS_DROPPED = Counter(
     "asgi_gateway_events_dropped_total",
     "Events a gateway took from its transport but could not deliver, by reason.",
@@ -89,37 +82,20 @@ EVENTS_DROPPED = Counter(
 #: What ``Gateway.dispatch_nowait`` does with an event for a scope whose queue is full.
 WhenFull = Literal["drop", "refuse"]
 
-#: The context the gateway's done-callbacks run in. They read no context variable, and one
-#: shared context spares each scope a copy (``add_done_callback`` copies by default).
-_CALLBACK_CONTEXT = contextvars.Context()
-
-
-class GatewayOptions(OptionsModel):
-    """Options every gateway takes, whatever its protocol (YAML keys of a gateway entry).
-
-    Attributes:
-        idle_timeout: Seconds without an event after which a scope ends with reason
-            ``"idle"``; ``None`` keeps scopes until eviction or shutdown.
-        max_scopes: Most live scopes; opening one more evicts the least recently used.
-        max_queued_events: Most events waiting for one scope's application instance; when full,
-            the gateway waits (back-pressure on the transport) rather than drop.
-        disconnect_grace: Seconds an instance has to return after its disconnect event
-            before it is cancelled.
-    """
-
-    idle_timeout: float | None = Field(default=600.0, gt=0)
-    max_scopes: int = Field(default=100_000, ge=1)
-    max_queued_events: int = Field(default=100, ge=1)
-    disconnect_grace: float = Field(default=5.0, ge=0)
-
 
 class Gateway(abc.ABC):
     """Base of every protocol server: scope instances, their lifecycle, drain on stop.
 
     A subclass sets ``protocol`` (the scope type, which also prefixes its events),
-    ``options_model`` (a ``GatewayOptions`` subclass for its YAML options), and implements
-    ``start_transport``, ``close_transport`` and ``handle_send``. It feeds events with
-    ``await self.dispatch(key, event, scope_factory)``.
+    ``options_model`` (a ``GatewayOptions`` subclass for its YAML options), optionally
+    ``spec_version`` (its protocol spec's version, ``scope["asgi"]["spec_version"]``), and
+    implements ``start_transport``, ``close_transport`` and ``handle_send``. It feeds events
+    with ``await self.dispatch(key, event, scope)``, where ``scope`` is a dict from
+    ``self.new_scope(scope_key=key, ...)``, needed only when ``key not in self.instances``
+    (else ``None``); a transport that calls back synchronously (``asyncio.DatagramProtocol``)
+    uses ``self.dispatch_nowait(key, event, scope, when_full=...)`` instead. The name an
+    adapter is registered under (its entry point) is the YAML ``type:``; ``protocol`` is the
+    scope type the application sees (``docs/adapters.md``).
 
     Args:
         name: The gateway's name in the YAML file; it is ``scope["gateway"]``.
@@ -130,9 +106,23 @@ class Gateway(abc.ABC):
 
     Raises:
         GatewayError: ``options`` is not an instance of ``options_model``.
+
+    Attributes:
+        name: The gateway's name (``scope["gateway"]``).
+        options: The validated options.
+        instances: The live application instances (``ScopeInstance``) by scope key, least
+            recently used first (an ``OrderedDict``); read it (``key in self.instances``),
+            never change it: ``open_scope``, ``dispatch`` and ``end`` do.
+        pinned: The keys of the scopes opened with ``open_scope(..., pinned=True)``.
+        channel_layer: The daemon's channel layer, or ``None``.
+        state_store: The daemon's state store, or ``None``.
+        stats: What the gateway counts (``gateways.metrics.GatewayStats``).
     """
 
     protocol: ClassVar[str]
+    #: ``scope["asgi"]["spec_version"]`` of this gateway's scopes: the version of its protocol's
+    #: spec (``docs/specs/<protocol>.md``); a plug-in adapter sets its own.
+    spec_version: ClassVar[str] = "1.0"
     options_model: ClassVar[type[GatewayOptions]] = GatewayOptions
     #: Whether ``event_handled`` is called for every event the application handled.
     tracks_handling: ClassVar[bool] = False
@@ -161,26 +151,18 @@ class Gateway(abc.ABC):
         #: The first event of every scope; ``None`` for a protocol without one (workers).
         self.connect_event: Message | None = {"type": f"{self.protocol}.connect"}
         self.disconnect_type = f"{self.protocol}.disconnect"
-        #: Live instances by scope key, least recently used first.
-        self.instances: OrderedDict[str, ScopeInstance] = OrderedDict()
-        #: Instances ended (disconnect event sent) whose task has not finished, by task.
-        self._ending: dict[asyncio.Task[None], ScopeInstance] = {}
-        #: Tasks whose end was dealt with before their done-callback ran (``_finish_now``).
-        self._finished_early: set[asyncio.Task[None]] = set()
-        #: A coarse clock (seconds, the loop's time), advanced by the idle sweep: every scope
-        #: active since the last tick shares this one float instead of keeping its own.
-        self._clock = 0.0
-        #: One bound method for every task (each ``self._task_done`` would be a new object).
-        self._task_done_callback = self._task_done
+        #: The live scopes and their ends (``gateways.scopes``).
+        self.scopes = Scopes(self)
+        #: Live instances by scope key, least recently used first (``scopes.instances``).
+        self.instances = self.scopes.instances
         #: Keys of pinned scopes: never ended by the idle sweep or by eviction.
-        self.pinned: set[str] = set()
+        self.pinned = self.scopes.pinned
         self._stopping_drops = 0
+        #: Events ``dispatch_nowait(..., when_full="drop")`` dropped (a queue was full).
+        self._full_drops = 0
         self._accepting = False
         self._sweeper: asyncio.Task[None] | None = None
         self._failed: asyncio.Future[None] | None = None
-        self._opened = SCOPES_OPENED.labels(name)
-        self._crashed = SCOPES_CRASHED.labels(name)
-        self._live = SCOPES_LIVE.labels(name)
         #: Events received and sent, and handling times (``asgi_gateway_events_received_total``...).
         self.stats = GatewayStats(name)
 
@@ -229,16 +211,52 @@ class Gateway(abc.ABC):
         instance before that callback has run.
         """
 
+    def asyncapi_server(self) -> dict[str, Any] | None:
+        """This gateway's transport as an AsyncAPI 3.0 Server Object, for ``asgi-gateway
+        asyncapi`` (``docs/asyncapi.md``): plain data, at least ``host`` (``"host:port"``)
+        and ``protocol``; ``title``, ``description``, ``protocolVersion`` as you like. The
+        document names it after the gateway. Never put a secret in it.
+
+        Returns:
+            The Server Object; ``None`` (the default here): the gateway has no server of its
+            own in the document. ``ChatGateway`` gives its platform's API host; the MQTT
+            gateway's broker is described by the writer itself.
+        """
+        return None
+
+    def asyncapi_channels(self, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What this gateway's scopes receive and send, as AsyncAPI channels, for
+        ``asgi-gateway asyncapi`` (``docs/asyncapi.md``). Plain data, one dict per channel:
+
+        - ``address`` (str): the channel's address, parameters in braces (``"{scope_key}"``);
+        - ``parameters`` (optional): ``{name: {"description": ...}}``, one per brace;
+        - ``title``, ``description`` (optional, str);
+        - ``receive``, ``send`` (lists of AsyncAPI Message Objects, each with a unique
+          ``name``, e.g. the event type ``"lines.line"``, and a ``payload`` JSON Schema): the
+          events the application receives and those it may send. The writer files them in
+          ``components.messages`` by ``name`` and makes the ``receive.<channel>`` and
+          ``send.<channel>`` operations, on this gateway's server if it has one.
+
+        Args:
+            routes: The application's ``describe()`` entries for scopes of this gateway's
+                ``protocol`` (empty when it has none), to name routes and consumers.
+
+        Returns:
+            The channels; ``[]`` (the default here): none. Without channels of its own, a
+            chat gateway gets the chat channel of ``docs/specs/chat.md``.
+        """
+        return []
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start serving: the idle sweep, then the transport."""
         loop = asyncio.get_running_loop()
         self._failed = loop.create_future()
-        self._clock = loop.time()
+        self.scopes.clock = loop.time()
         self._accepting = True
         if self.options.idle_timeout is not None:
-            self._sweeper = loop.create_task(self._sweep(self.options.idle_timeout))
+            self._sweeper = loop.create_task(self.scopes.sweep(self.options.idle_timeout))
         try:
             await self.start_transport()
         except BaseException:
@@ -264,7 +282,7 @@ class Gateway(abc.ABC):
             self._sweeper = None
         for instance in list(self.instances.values()):
             self.end(instance, "shutdown")
-        tasks = list(self._ending)
+        tasks = self.scopes.ending_tasks()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=drain_timeout)
             if pending:
@@ -305,9 +323,15 @@ class Gateway(abc.ABC):
     # -- scopes ------------------------------------------------------------------------
 
     def new_scope(self, **keys: Any) -> Scope:
-        """A scope of this gateway's protocol: ``type``, ``asgi``, ``gateway``, then ``keys``;
-        and ``channel_layer`` and ``state_store`` when the gateway has them."""
-        scope: Scope = {"type": self.protocol, "asgi": ASGI_VERSION, "gateway": self.name}
+        """A scope of this gateway's protocol: ``type``, ``asgi`` (``version`` ``"3.0"`` and
+        ``spec_version``, the class's ``spec_version``), ``gateway``, then ``keys`` (by the
+        specs' convention ``scope_key`` first); and ``channel_layer`` and ``state_store`` when
+        the gateway has them."""
+        scope: Scope = {
+            "type": self.protocol,
+            "asgi": _asgi_version(self.spec_version),
+            "gateway": self.name,
+        }
         scope.update(keys)
         if self.channel_layer is not None:
             scope["channel_layer"] = self.channel_layer
@@ -330,37 +354,7 @@ class Gateway(abc.ABC):
         Raises:
             GatewayError: ``max_scopes`` are live and every one of them is pinned.
         """
-        while len(self.instances) >= self.options.max_scopes:
-            self.end(self._least_recently_used_unpinned(), "evicted")
-        instance = ScopeInstance(self, key, scope)
-        instance.last_event = self._clock
-        if self.connect_event is not None:
-            instance.offer(dict(self.connect_event))
-        coroutine = self.application(scope, instance, instance.send)
-        # Named after the scope key (a string that exists already; 3.11 would format a
-        # "Task-N" per task), which also lets the done-callback find a live instance.
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine, name=key)  # type: ignore[arg-type]
-        instance.task = task
-        task.add_done_callback(self._task_done_callback, context=_CALLBACK_CONTEXT)
-        self.instances[key] = instance
-        if pinned:
-            self.pinned.add(key)
-        self._opened.inc()
-        self._live.inc()
-        return instance
-
-    def _least_recently_used_unpinned(self) -> ScopeInstance:
-        pinned = self.pinned
-        if pinned:
-            for instance in self.instances.values():
-                # A pinned instance whose task has finished is not live: end() drops it.
-                if instance.key not in pinned or instance.started_task.done():
-                    return instance
-            raise GatewayError(
-                f"gateway {self.name!r}: all {len(self.instances)} live scopes are pinned, "
-                f"so none can be evicted; raise max_scopes ({self.options.max_scopes})"
-            )
-        return next(iter(self.instances.values()))
+        return self.scopes.open(key, scope, pinned=pinned)
 
     async def dispatch(self, key: str, event: Message, scope: Scope | None = None) -> None:
         """Deliver ``event`` to the instance of ``key``, opening one with ``scope`` if needed.
@@ -371,8 +365,9 @@ class Gateway(abc.ABC):
         Args:
             key: The scope key.
             event: The event; its ``type`` must be one of this protocol's.
-            scope: The scope to open when no instance of ``key`` is live; built lazily by
-                callers with ``new_scope`` only when ``instance(key)`` is ``None``.
+            scope: The scope to open when no instance of ``key`` is live, from
+                ``new_scope``; a caller builds it only when ``key not in self.instances``
+                and passes ``None`` otherwise (a live instance keeps its own scope).
 
         Raises:
             GatewayError: No instance of ``key`` is live and no ``scope`` was given.
@@ -383,7 +378,7 @@ class Gateway(abc.ABC):
             if instance is not None and instance.task is not None and instance.task.done():
                 # It ended by itself just now: the event goes to a fresh instance, after
                 # what scope_finished() gave that one (it may have opened it already).
-                self._finish_if_done(instance)
+                self.scopes.finish_if_done(instance)
                 scope = scope if scope is not None else dict(instance.scope)
                 continue
             if instance is None:
@@ -399,12 +394,83 @@ class Gateway(abc.ABC):
                     )
                 instance = self.open_scope(key, scope)
             else:
-                self.instances.move_to_end(key)
-                instance.last_event = self._clock
+                self.scopes.touch(key, instance)
             if await instance.put(event):
                 return
             # The instance ended while the event waited for room: the next one takes it.
             scope = scope if scope is not None else dict(instance.scope)
+
+    def dispatch_nowait(
+        self, key: str, event: Message, scope: Scope | None = None, *, when_full: WhenFull
+    ) -> bool:
+        """``dispatch`` for a transport that calls back synchronously and cannot wait
+        (``asyncio.DatagramProtocol.datagram_received``, a C library's callback): deliver
+        ``event`` now, or not at all. Call it from the event loop's thread.
+
+        A scope opened by this call always takes its event (the connect event before it is not
+        counted against ``max_queued_events``). When the instance of ``key`` has
+        ``max_queued_events`` waiting already, ``when_full`` decides:
+
+        - ``"drop"``: the event is lost and counted in
+          ``asgi_gateway_events_dropped_total{reason="full"}``; a warning with the running
+          count is logged at the 1st, 10th, 100th, ... drop of the gateway. For data that
+          the next reading supersedes (telemetry).
+        - ``"refuse"``: nothing is counted or logged; the caller deals with it (answers the
+          sender "busy", NACKs, or pauses its transport, as ``pause_reading()``).
+
+        To wait instead (back-pressure), ``await dispatch(...)`` from a task of your own.
+        Events that arrive after ``stop()`` began are dropped as ``dispatch`` drops them.
+
+        Args:
+            key: The scope key.
+            event: The event; its ``type`` must be one of this protocol's.
+            scope: The scope to open when no instance of ``key`` is live, as for ``dispatch``.
+            when_full: ``"drop"`` or ``"refuse"``, above.
+
+        Returns:
+            True when the event was queued (or handed to a waiting ``receive()``); False when
+            it was not: the queue was full, or the gateway is stopping.
+
+        Raises:
+            GatewayError: No instance of ``key`` is live and no ``scope`` was given, or
+                ``when_full`` is neither ``"drop"`` nor ``"refuse"``.
+        """
+        if when_full not in ("drop", "refuse"):
+            raise GatewayError(
+                f"dispatch_nowait(when_full={when_full!r}): expected 'drop' or 'refuse'"
+            )
+        self.stats.received += 1
+        instance = self.instances.get(key)
+        if instance is not None and self.scopes.finish_if_done(instance):
+            scope = scope if scope is not None else dict(instance.scope)
+            instance = None
+        if instance is None:
+            if not self._accepting:
+                self._stopping_drops += 1
+                EVENTS_DROPPED.labels(self.name, "stopping").inc()
+                return False
+            if scope is None:
+                raise GatewayError(f"no live scope {key!r} on gateway {self.name!r} to deliver to")
+            self.open_scope(key, scope).put_nowait(event)
+            return True
+        self.scopes.touch(key, instance)
+        if instance.offer(event):
+            return True
+        if when_full == "drop":
+            EVENTS_DROPPED.labels(self.name, "full").inc()
+            self._full_drops += 1
+            count = self._full_drops
+            if str(count).rstrip("0") == "1":  # the 1st, 10th, 100th, ... drop
+                logger.warning(
+                    "Gateway %r dropped an event for scope %r: its queue is full "
+                    "(max_queued_events %d); %d dropped so far",
+                    self.name,
+                    key,
+                    self.options.max_queued_events,
+                    count,
+                    extra={"gateway": self.name, "scope": key},
+                )
+        return False
 
     def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
         """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``.
@@ -414,116 +480,4 @@ class Gateway(abc.ABC):
         as its done-callback would have made it, so that a loop ending scopes until few
         enough are live (eviction in ``open_scope``, the idle sweep) always progresses.
         """
-        if instance.ending is not None or instance.task is None:
-            return
-        if self._finish_if_done(instance):
-            return
-        instance.ending = reason
-        if self.instances.get(instance.key) is instance:
-            del self.instances[instance.key]
-            self._live.dec()
-            self.pinned.discard(instance.key)
-        self._ending[instance.task] = instance
-        SCOPES_ENDED.labels(self.name, reason).inc()
-        logger.debug(
-            "Gateway %r: ending scope %r (%s)",
-            self.name,
-            instance.key,
-            reason,
-            extra={"gateway": self.name, "scope": instance.key},
-        )
-        instance.put_nowait({"type": self.disconnect_type, "reason": reason})
-        instance.grace_handle = asyncio.get_running_loop().call_later(
-            self.options.disconnect_grace, instance.task.cancel
-        )
-
-    def _finish_if_done(self, instance: ScopeInstance) -> bool:
-        """If ``instance``'s task has finished, deal with its end now rather than in its
-        done-callback (scheduled for a later turn of the loop: until then the instance would
-        count as live, and events queued to it would wait in a queue nobody reads).
-
-        Returns:
-            Whether the task had finished (and ``instance`` has now left ``instances``).
-        """
-        task = instance.task
-        if task is None or not task.done():
-            return False
-        if self.instances.get(instance.key) is instance:  # else dealt with already
-            self._finished_early.add(task)
-            self._instance_done(instance, task)
-        return True
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if self._finished_early and task in self._finished_early:
-            self._finished_early.discard(task)  # dealt with already, by _finish_if_done
-            return
-        instance = self._ending.pop(task, None)
-        if instance is None:
-            instance = self.instances.get(task.get_name())
-            if instance is None or instance.task is not task:
-                # The application renamed its task: find it the slow way.
-                instance = next((i for i in self.instances.values() if i.task is task), None)
-                if instance is None:
-                    return
-        self._instance_done(instance, task)
-
-    def _instance_done(self, instance: ScopeInstance, task: asyncio.Task[None]) -> None:
-        if instance.grace_handle is not None:
-            instance.grace_handle.cancel()
-        if self.instances.get(instance.key) is instance:
-            del self.instances[instance.key]
-            self._live.dec()
-            self.pinned.discard(instance.key)
-        instance.wake_sender()
-        try:
-            self.scope_finished(instance)
-        except Exception:
-            logger.exception(
-                "Gateway %r: scope_finished() raised for scope %r",
-                self.name,
-                instance.key,
-                extra={"gateway": self.name, "scope": instance.key},
-            )
-        if task.cancelled():
-            if instance.ending is None:
-                logger.warning(
-                    "Gateway %r: application instance for scope %r was cancelled",
-                    self.name,
-                    instance.key,
-                    extra={"gateway": self.name, "scope": instance.key},
-                )
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._crashed.inc()
-            logger.error(
-                "Gateway %r: application instance for scope %r raised; that scope ended, "
-                "the gateway goes on",
-                self.name,
-                instance.key,
-                exc_info=exc,
-                extra={"gateway": self.name, "scope": instance.key},
-            )
-
-    async def _sweep(self, idle_timeout: float) -> None:
-        """Advance the clock and end scopes idle for ``idle_timeout`` seconds, oldest first.
-
-        A scope's last event is known to within one tick (``interval``), so a scope ends
-        after between ``idle_timeout`` and ``idle_timeout + 2 * interval`` seconds of quiet.
-        """
-        loop = asyncio.get_running_loop()
-        interval = min(max(idle_timeout / 4, 0.01), 5.0)
-        while True:
-            await asyncio.sleep(interval)
-            self._clock = loop.time()
-            deadline = self._clock - idle_timeout - interval
-            while self.instances:
-                oldest = next(iter(self.instances.values()))
-                if oldest.last_event > deadline:
-                    break
-                if oldest.key in self.pinned:
-                    # Kept: counted as active now, so the sweep goes on past it.
-                    self.instances.move_to_end(oldest.key)
-                    oldest.last_event = self._clock
-                    continue
-                self.end(oldest, "idle")
+        self.scopes.end(instance, reason)

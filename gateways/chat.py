@@ -20,6 +20,7 @@ import abc
 import asyncio
 import logging
 from typing import Any, ClassVar, Literal, Protocol, cast
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -348,6 +349,27 @@ class ChatGateway(Gateway):
             platform=self.platform, scope_key=key, conversation=conversation, bot=bot
         )
 
+    def asyncapi_server(self) -> dict[str, Any] | None:
+        """The platform as an AsyncAPI Server Object (``docs/asyncapi.md``): ``protocol`` the
+        platform, ``host`` its API host where the options name one (``base_url``, as
+        Slack's; else ``server`` and ``port``, as IRC's), else ``localhost``; no credentials.
+        """
+        options = self.options
+        host = "localhost"
+        base_url = getattr(options, "base_url", None)
+        server = getattr(options, "server", None)
+        if isinstance(base_url, str) and urlsplit(base_url).hostname:
+            parts = urlsplit(base_url)
+            host = _host(str(parts.hostname), parts.port)
+        elif isinstance(server, str):
+            host = _host(server, getattr(options, "port", None))
+        return {
+            "host": host,
+            "protocol": self.platform,
+            "title": self.name,
+            "description": f"Chat gateway {self.name!r} (platform {self.platform!r}).",
+        }
+
     # -- events from the application ----------------------------------------------------
 
     async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
@@ -462,3 +484,9 @@ class ChatGateway(Gateway):
             "reaction": message["reaction"],
             "remove": remove,
         }
+
+
+def _host(host: str, port: object) -> str:
+    """``host:port`` for an AsyncAPI server, an IPv6 address in brackets."""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host

@@ -1,4 +1,5 @@
-"""Option models that several gateways share (YAML keys inside a gateway entry)."""
+"""Option models that gateways share (YAML keys inside a gateway entry): ``GatewayOptions``, the
+options every gateway takes, and the parts several adapters use (``Reconnect``, ``TlsFiles``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,28 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_random_exponential
 
 from config import OptionsModel
-from gateways.base import GatewayError
+from gateways.errors import GatewayError
 
-__all__ = ["Reconnect", "TlsFiles"]
+__all__ = ["GatewayOptions", "Reconnect", "TlsFiles"]
+
+
+class GatewayOptions(OptionsModel):
+    """Options every gateway takes, whatever its protocol (YAML keys of a gateway entry).
+
+    Attributes:
+        idle_timeout: Seconds without an event after which a scope ends with reason
+            ``"idle"``; ``None`` keeps scopes until eviction or shutdown.
+        max_scopes: Most live scopes; opening one more evicts the least recently used.
+        max_queued_events: Most events waiting for one scope's application instance; when full,
+            the gateway waits (back-pressure on the transport) rather than drop.
+        disconnect_grace: Seconds an instance has to return after its disconnect event
+            before it is cancelled.
+    """
+
+    idle_timeout: float | None = Field(default=600.0, gt=0)
+    max_scopes: int = Field(default=100_000, ge=1)
+    max_queued_events: int = Field(default=100, ge=1)
+    disconnect_grace: float = Field(default=5.0, ge=0)
 
 
 class _Model(OptionsModel):

@@ -19,8 +19,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from config import load_config
+from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
 from gateways.daemon.asyncapi import asyncapi_document
 from gateways.daemon.server import Daemon
+from layer.types import Message
 
 pytestmark = pytest.mark.timeout(300)  # the first test may wait for npm
 
@@ -325,3 +327,70 @@ def test_a_bad_publishes_topic_is_refused(tmp_path: Path, topic: str) -> None:
     done = run_cli(str(config), cwd=tmp_path)
     assert done.returncode == 2
     assert f"Bad.publishes: topic {topic!r}" in done.stderr
+
+
+# -- a plug-in adapter describes itself ----------------------------------------------------
+
+LINES_DEMO = ROOT / "examples" / "lines_gateway" / "demo"
+
+
+def test_a_plug_in_adapter_has_its_server_and_channel(
+    monkeypatch: pytest.MonkeyPatch, asyncapi_schema: Any
+) -> None:
+    """The lines example (installed, ``type: lines``) gives its server and its channel
+    through ``asyncapi_server()`` and ``asyncapi_channels()`` (docs/adapters.md, step 4)."""
+    monkeypatch.setenv("LINES_PORT", "7123")
+    monkeypatch.syspath_prepend(str(LINES_DEMO))
+    sys.modules.pop("app", None)
+    try:
+        document = document_of(LINES_DEMO / "gateway.yaml")
+    finally:
+        sys.modules.pop("app", None)
+    assert_valid(document, asyncapi_schema)
+    assert document["servers"] == {
+        "sensors": {
+            "host": "127.0.0.1:7123",
+            "protocol": "tcp",
+            "title": "sensors",
+            "description": "UTF-8 lines '<key> <text>' over TCP.",
+        }
+    }
+    channel_id, channel = channel_at(document, "{scope_key}")
+    assert channel["servers"] == [{"$ref": "#/servers/sensors"}]
+    assert set(channel["parameters"]) == {"scope_key"}
+    operations = operations_on(document, channel_id)
+    assert operations["receive"]["messages"] == [
+        {"$ref": f"#/channels/{channel_id}/messages/lines.line"}
+    ]
+    assert operations["send"]["messages"] == [
+        {"$ref": f"#/channels/{channel_id}/messages/lines.send"}
+    ]
+    line = document["components"]["messages"]["lines.line"]
+    assert line["payload"]["properties"]["type"] == {"const": "lines.line"}
+
+
+def test_a_gateway_that_describes_nothing_is_left_out_and_bad_shapes_are_refused() -> None:
+    class Quiet(Gateway):
+        protocol = "quiet"
+
+        async def start_transport(self) -> None:
+            pass
+
+        async def close_transport(self) -> None:
+            pass
+
+        async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
+            raise GatewayError(f"quiet cannot do {message['type']!r}")
+
+    class Broken(Quiet):
+        def asyncapi_channels(self, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"address": "x", "receive": [{"payload": {}}]}]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    quiet = asyncapi_document(app, [Quiet("q", app, GatewayOptions())], title="t")
+    assert "servers" not in quiet
+    assert "channels" not in quiet
+    with pytest.raises(GatewayError, match=r"gateway 'b': asyncapi_channels\(\): a 'receive'"):
+        asyncapi_document(app, [Broken("b", app, GatewayOptions())], title="t")

@@ -3,16 +3,21 @@
 The document (https://www.asyncapi.com/docs/reference/specification/v3.0.0) describes the
 application from its own side, as the gateways serve it:
 
-- ``servers``: one per MQTT gateway (its broker: host and port, ``mqtt`` or ``mqtts``, the
-  MQTT protocol version; never a user name or password) and one per chat gateway (its
-  platform as the protocol);
+- ``servers``: one per gateway whose ``asyncapi_server()`` gives one (a chat gateway: its
+  platform as the protocol; a plug-in adapter: what it says), and one per MQTT gateway (its
+  broker: host and port, ``mqtt`` or ``mqtts``, the MQTT protocol version; never a user
+  name or password);
 - ``channels`` and ``operations``: one channel per MQTT route (address
   ``devices/{device_id}/telemetry``, its captures as parameters) with a ``receive``
   operation, one per topic a consumer declares in ``publishes`` with a ``send`` operation,
-  one per ``subscriptions:`` entry no route covers, and one per chat gateway (address
-  ``chat/<gateway>/{conversation}``: ``chat.message`` and ``chat.command`` received,
-  ``chat.send`` sent; ``docs/specs/chat.md``);
+  one per ``subscriptions:`` entry no route covers; those each other gateway gives in
+  ``asyncapi_channels(routes)``, and for a chat gateway that gives none, the chat channel
+  (address ``chat/<gateway>/{conversation}``: ``chat.message`` and ``chat.command``
+  received, ``chat.send`` sent; ``docs/specs/chat.md``);
 - ``components``: the JSON Schemas of the consumers' pydantic models and the messages.
+
+``Gateway.asyncapi_server()`` and ``Gateway.asyncapi_channels()`` are the hooks by which an
+adapter, built-in or plug-in, describes itself as plain data (``docs/adapters.md``).
 
 ``gateways`` may not import ``consumers``: the routes come from the application's
 ``describe()`` (``ProtocolTypeRouter``, ``TopicRouter`` and ``ConversationRouter`` have one),
@@ -29,13 +34,18 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from ruamel.yaml import YAML
 
 from gateways.base import Gateway, GatewayError
+from gateways.daemon.asyncapi_components import (
+    BYTES_MESSAGE,
+    CHAT_MESSAGES,
+    CHAT_SCHEMAS,
+    JSON_MESSAGE,
+)
 from layer.topics import InvalidTopic, split_shared, validate_topic_name
 from layer.types import ASGIApp
 
@@ -48,96 +58,8 @@ _MQTT_BINDING_VERSION = "0.2.0"
 _TEMPLATE_LEVEL = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:#)?\}")
 _NOT_AN_ID = re.compile(r"[^\w.-]+")
 
-_BYTES: dict[str, Any] = {
-    "name": "mqtt.bytes",
-    "summary": "Any payload (bytes)",
-    "contentType": "application/octet-stream",
-    "payload": {"type": "string", "format": "binary"},
-}
-_JSON: dict[str, Any] = {
-    "name": "mqtt.json",
-    "summary": "Any JSON payload",
-    "contentType": "application/json",
-    "payload": {"description": "Any JSON value."},
-}
-_NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
-_CHAT_SCHEMAS: dict[str, Any] = {
-    "ChatUser": {
-        "type": "object",
-        "description": "Who posted, ran or reacted (docs/specs/chat.md, User).",
-        "required": ["id", "name", "is_bot"],
-        "properties": {
-            "id": {"type": "string"},
-            "name": _NULLABLE_STRING,
-            "is_bot": {"type": "boolean"},
-            "identity": _NULLABLE_STRING,
-        },
-    },
-    "ChatAttachment": {
-        "type": "object",
-        "properties": {
-            "name": _NULLABLE_STRING,
-            "url": _NULLABLE_STRING,
-            "mimetype": _NULLABLE_STRING,
-            "size": {"type": ["integer", "null"]},
-        },
-    },
-}
-_USER = {"$ref": "#/components/schemas/ChatUser"}
-_CHAT_MESSAGES: dict[str, Any] = {
-    "chat.message": {
-        "name": "chat.message",
-        "summary": "A message someone else posted in the conversation.",
-        "payload": {
-            "type": "object",
-            "required": ["type", "id", "text", "user", "thread_id", "mentions_bot"],
-            "properties": {
-                "type": {"const": "chat.message"},
-                "id": {"type": "string"},
-                "text": {"type": "string"},
-                "user": _USER,
-                "thread_id": _NULLABLE_STRING,
-                "mentions_bot": {"type": "boolean"},
-                "attachments": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/ChatAttachment"},
-                },
-                "raw": {"type": "object"},
-            },
-        },
-    },
-    "chat.command": {
-        "name": "chat.command",
-        "summary": "A slash command run in the conversation (/temp kitchen).",
-        "payload": {
-            "type": "object",
-            "required": ["type", "command", "text", "user"],
-            "properties": {
-                "type": {"const": "chat.command"},
-                "command": {"type": "string", "examples": ["/temp"]},
-                "text": {"type": "string"},
-                "user": _USER,
-                "raw": {"type": "object"},
-            },
-        },
-    },
-    "chat.send": {
-        "name": "chat.send",
-        "summary": "Post a message in the conversation.",
-        "payload": {
-            "type": "object",
-            "required": ["type", "text"],
-            "properties": {
-                "type": {"const": "chat.send"},
-                "text": {"type": "string"},
-                "thread": _NULLABLE_STRING,
-                "reply_to": _NULLABLE_STRING,
-                "format": {"enum": ["plain", "markdown"], "default": "plain"},
-                "native": {"type": ["object", "null"]},
-            },
-        },
-    },
-}
+#: The keys of a channel that ``Gateway.asyncapi_channels()`` gives.
+_CHANNEL_KEYS = frozenset({"address", "parameters", "title", "description", "receive", "send"})
 
 
 def asyncapi_document(
@@ -151,8 +73,9 @@ def asyncapi_document(
 
     Args:
         application: The ASGI application; its ``describe()``, if any, gives the routes.
-        gateways: The configured gateways (``Daemon.from_config(config).gateways``); those of
-            protocols other than ``mqtt`` and ``chat`` are left out.
+        gateways: The configured gateways (``Daemon.from_config(config).gateways``); each
+            other than MQTT's describes itself with ``asyncapi_server()`` and
+            ``asyncapi_channels()`` (a gateway that returns neither is left out).
         title: ``info.title``, e.g. the ``application`` import path.
         api_version: ``info.version``, the version of the application's API.
 
@@ -160,8 +83,9 @@ def asyncapi_document(
         The document as plain data (dicts, lists, str, numbers, bools), ready for JSON.
 
     Raises:
-        GatewayError: ``describe()`` failed, or a ``publishes`` topic is not a topic
-            name template (levels literal or ``{name}``).
+        GatewayError: ``describe()`` failed, a ``publishes`` topic is not a topic
+            name template (levels literal or ``{name}``), or a gateway's ``asyncapi_server()``
+            or ``asyncapi_channels()`` raised or gave data of the wrong shape.
     """
     document = _Builder(list(gateways)).build(application, title, api_version)
     return copy.deepcopy(document)  # shares nothing with this module's constants
@@ -252,15 +176,29 @@ class _Builder:
     def build(self, application: ASGIApp, title: str, api_version: str) -> dict[str, Any]:
         routes = self.describe(application)
         mqtt = [g for g in self.gateways if g.protocol == "mqtt"]
-        chat = [g for g in self.gateways if g.protocol == "chat"]
-        for gateway in mqtt:
-            self.servers[_id(gateway.name)] = _mqtt_server(gateway)
-        for gateway in chat:
-            self.servers[_id(gateway.name)] = _chat_server(gateway)
+        for gateway in self.gateways:
+            server = _hook(gateway, "asyncapi_server")
+            if server is None and gateway.protocol == "mqtt":
+                server = _mqtt_server(gateway)
+            if server is not None:
+                self.servers[_id(gateway.name)] = _checked_server(gateway, server)
         self.add_models(routes.get("mqtt", []))
         self.add_mqtt(routes.get("mqtt", []), mqtt)
-        for gateway in chat:
-            self.add_chat(gateway, routes.get("chat", []))
+        for gateway in self.gateways:
+            if gateway.protocol == "mqtt":
+                continue
+            entries = routes.get(gateway.protocol, [])
+            channels = _hook(gateway, "asyncapi_channels", entries)
+            if not isinstance(channels, list):
+                raise GatewayError(
+                    f"gateway {gateway.name!r}: asyncapi_channels() must return a list of "
+                    f"dicts, not {type(channels).__name__}"
+                )
+            if channels:
+                for channel in channels:
+                    self.add_described(gateway, channel)
+            elif gateway.protocol == "chat":
+                self.add_chat(gateway, entries)
         components: dict[str, Any] = {}
         if self.schemas:
             components["schemas"] = self.schemas
@@ -339,7 +277,7 @@ class _Builder:
                 message["summary"] = doc.strip().splitlines()[0]
         else:
             json_payload = model is not None or callable(getattr(consumer, "receive_json", None))
-            message = _JSON if json_payload else _BYTES
+            message = JSON_MESSAGE if json_payload else BYTES_MESSAGE
             name = message["name"]
         self.messages.setdefault(name, message)
         return name
@@ -413,6 +351,41 @@ class _Builder:
                 summary = f"{_qualname(consumer) if consumer else 'The application'} receives"
                 self.operation("receive", channel_id, message, summary)
 
+    def add_described(self, gateway: Gateway, channel: object) -> None:
+        """One channel a gateway's ``asyncapi_channels()`` gave: its messages into
+        ``components.messages`` by name, a ``receive`` and a ``send`` operation."""
+        where = f"gateway {gateway.name!r}: asyncapi_channels()"
+        if not isinstance(channel, Mapping) or not isinstance(channel.get("address"), str):
+            raise GatewayError(f"{where} gave {channel!r}; each channel needs an 'address' str")
+        unknown = set(channel) - _CHANNEL_KEYS
+        if unknown:
+            raise GatewayError(
+                f"{where}: channel {channel['address']!r} has unknown keys {sorted(unknown)}"
+            )
+        servers = [_id(gateway.name)] if _id(gateway.name) in self.servers else []
+        parameters = dict(channel.get("parameters") or {})
+        channel_id = self.channel(channel["address"], parameters, servers)
+        for key in ("title", "description"):
+            if isinstance(channel.get(key), str):
+                self.channels[channel_id][key] = channel[key]
+        actions: tuple[Literal["receive", "send"], ...] = ("receive", "send")
+        for action in actions:
+            for message in channel.get(action) or ():
+                name = message.get("name") if isinstance(message, Mapping) else None
+                if not isinstance(name, str) or not name:
+                    raise GatewayError(
+                        f"{where}: a {action!r} message of channel "
+                        f"{channel['address']!r} has no 'name': {message!r}"
+                    )
+                known = self.messages.setdefault(_id(name), dict(message))
+                if known != dict(message):
+                    raise GatewayError(
+                        f"{where}: message {name!r} differs from another "
+                        "of that name in the document"
+                    )
+                summary = "The application " + ("receives" if action == "receive" else "sends")
+                self.operation(action, channel_id, _id(name), summary)
+
     def add_chat(self, gateway: Gateway, entries: list[dict[str, Any]]) -> None:
         server = _id(gateway.name)
         channel_id = self.channel(
@@ -423,7 +396,7 @@ class _Builder:
                     "'/<thread_id>' for a thread (docs/specs/chat.md, Conversations)."
                 }
             },
-            [server],
+            [server] if server in self.servers else [],
         )
         routes = "; ".join(
             f"{entry.get('pattern') or '*'} -> {_qualname(entry.get('consumer') or entry['app'])}"
@@ -433,9 +406,9 @@ class _Builder:
         channel["title"] = f"Conversations of chat gateway {gateway.name!r}"
         if routes:
             channel["description"] = f"Routes, first match wins: {routes}."
-        self.schemas.update(_CHAT_SCHEMAS)
+        self.schemas.update(CHAT_SCHEMAS)
         for name in ("chat.message", "chat.command", "chat.send"):
-            self.messages[name] = _CHAT_MESSAGES[name]
+            self.messages[name] = CHAT_MESSAGES[name]
         self.operation("receive", channel_id, "chat.message", "The application receives")
         self.operation("receive", channel_id, "chat.command", "The application receives")
         self.operation("send", channel_id, "chat.send", "The application posts")
@@ -473,20 +446,22 @@ def _mqtt_server(gateway: Gateway) -> dict[str, Any]:
     return server
 
 
-def _chat_server(gateway: Gateway) -> dict[str, Any]:
-    """A chat gateway's platform: its API host (Slack ``base_url``, IRC ``server``) if any."""
-    options = gateway.options
-    platform = str(getattr(gateway, "platform", "chat"))
-    host = "localhost"
-    base_url = getattr(options, "base_url", None)
-    if isinstance(base_url, str) and urlsplit(base_url).hostname:
-        parts = urlsplit(base_url)
-        host = _host(str(parts.hostname), parts.port)
-    elif isinstance(getattr(options, "server", None), str):
-        host = _host(options.server, getattr(options, "port", None))  # type: ignore[attr-defined]
-    return {
-        "host": host,
-        "protocol": platform,
-        "title": gateway.name,
-        "description": f"Chat gateway {gateway.name!r} (platform {platform!r}).",
-    }
+def _hook(gateway: Gateway, method: str, *args: Any) -> Any:
+    """Call a gateway's ``asyncapi_*`` hook, its errors as ``GatewayError``."""
+    try:
+        return getattr(gateway, method)(*args)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise GatewayError(f"gateway {gateway.name!r}: {method}() raised: {exc!r}") from exc
+
+
+def _checked_server(gateway: Gateway, server: object) -> dict[str, Any]:
+    if not isinstance(server, Mapping) or not all(
+        isinstance(server.get(key), str) for key in ("host", "protocol")
+    ):
+        raise GatewayError(
+            f"gateway {gateway.name!r}: asyncapi_server() gave {server!r}; an AsyncAPI Server "
+            "Object needs 'host' and 'protocol' strs"
+        )
+    return dict(server)

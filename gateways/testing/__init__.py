@@ -40,7 +40,11 @@ from gateways.testing.processes import ServerProcess, accepts, find_binary, free
 from gateways.testing.redis_server import RedisServer
 
 if TYPE_CHECKING:
-    from gateways.testing.conformance import ConformanceHarness, GatewayConformance
+    from gateways.testing.conformance import (
+        ConformanceHarness,
+        GatewayConformance,
+        TransportConformance,
+    )
     from gateways.testing.discord import DiscordTestServer
     from gateways.testing.prosody import Prosody, XmppHuman
     from gateways.testing.slack_server import SlackTestServer
@@ -63,6 +67,7 @@ __all__ = [
     "StateStoreHarness",
     "Synapse",
     "TelegramTestServer",
+    "TransportConformance",
     "XmppHuman",
     "accepts",
     "find_binary",
@@ -73,6 +78,7 @@ __all__ = [
 _LAZY = {
     "ConformanceHarness": "gateways.testing.conformance",
     "GatewayConformance": "gateways.testing.conformance",
+    "TransportConformance": "gateways.testing.conformance",
     "SlackTestServer": "gateways.testing.slack_server",
     "TelegramTestServer": "gateways.testing.telegram",
     "DiscordTestServer": "gateways.testing.discord",

@@ -270,7 +270,7 @@ async def test_stop_drains_then_cancels_stragglers_and_leaves_no_task() -> None:
     assert sorted(finished) == ["cancelled", "p"]
     assert gw.transport_closed
     assert not gw.instances
-    assert not gw._ending
+    assert not gw.scopes.ending_tasks()
     # Events after stop are not delivered.
     await gw.feed("late")
     assert "late" not in gw.instances

@@ -2,9 +2,10 @@
 
 Clients connect over TCP and send UTF-8 lines ``<key> <text>``, as in Graphite's plaintext
 protocol (``kitchen.temperature 21.5``). Lines are stateless, yet the application sees one
-long-lived ``lines`` scope per key:
+long-lived ``lines`` scope per key. The ``lines`` protocol, version 0.1:
 
-- scope: ``type`` ``"lines"``, ``asgi``, ``gateway``, ``key``;
+- scope: ``type`` ``"lines"``, ``asgi`` (``spec_version`` ``"0.1"``), ``gateway``,
+  ``scope_key`` (the key);
 - events in: ``lines.connect``, ``lines.line`` (``text``: str; ``peer``: ``"host:port"``
   of the connection that sent it), ``lines.disconnect`` (``reason``);
 - events out: ``lines.send`` (``text``: str) writes ``<key> <text>`` back to the connection
@@ -24,9 +25,9 @@ from typing import Any
 from pydantic import Field
 
 from gateways import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from layer.types import Message
+from layer.types import ASGIApp, Message
 
-__all__ = ["LinesGateway", "LinesOptions"]
+__all__ = ["LINE_EVENT", "SEND_EVENT", "LinesGateway", "LinesOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ class LinesGateway(Gateway):
     """The ``lines`` protocol server: one scope per key, over any number of connections."""
 
     protocol = "lines"
+    spec_version = "0.1"
     options_model = LinesOptions
     options: LinesOptions
 
-    def __init__(self, name: str, application: Any, options: LinesOptions, **kwargs: Any) -> None:
+    def __init__(
+        self, name: str, application: ASGIApp, options: LinesOptions, **kwargs: Any
+    ) -> None:
         super().__init__(name, application, options, **kwargs)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -61,12 +65,14 @@ class LinesGateway(Gateway):
 
     @property
     def port(self) -> int:
-        """The port listened on (the one the system picked when ``port`` is 0)."""
+        """The port listened on (the one the system picked when ``port`` is 0).
+
+        Raises:
+            GatewayError: The gateway is not started.
+        """
         if self._server is None:
             raise GatewayError(f"gateway {self.name!r} is not started")
         return int(self._server.sockets[0].getsockname()[1])
-
-    # -- the three methods every adapter implements ----------------------------------------
 
     async def start_transport(self) -> None:
         try:
@@ -87,27 +93,6 @@ class LinesGateway(Gateway):
             writer.close()
         if self._server is not None:
             await self._server.wait_closed()
-
-    async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
-        if message.get("type") != "lines.send":
-            raise GatewayError(
-                f"gateway {self.name!r} (lines) cannot do {message.get('type')!r}; "
-                "it takes lines.send and lines.close"
-            )
-        text = message.get("text")
-        if not isinstance(text, str) or "\n" in text:
-            raise GatewayError(f"lines.send needs 'text', a str of one line; got {text!r}")
-        writer = self._reply_to.get(instance.key)
-        if writer is None or writer.is_closing():
-            raise GatewayError(f"scope {instance.key!r}: its connection is closed")
-        writer.write(f"{instance.key} {text}\n".encode())
-        await writer.drain()
-
-    def scope_finished(self, instance: ScopeInstance) -> None:
-        """Forget the ended scope's reply connection (the base calls this for every end)."""
-        self._reply_to.pop(instance.key, None)
-
-    # -- the transport ----------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port, *_ = writer.get_extra_info("peername")
@@ -137,11 +122,11 @@ class LinesGateway(Gateway):
         except UnicodeDecodeError:
             await self._refuse(writer, peer, "line is not UTF-8")
             return
-        key, _, text = line.partition(" ")
-        if not key or not _:
+        key, space, text = line.partition(" ")
+        if not key or not space:
             await self._refuse(writer, peer, f"expected '<key> <text>', got {line[:80]!r}")
             return
-        scope = None if key in self.instances else self.new_scope(key=key)
+        scope = None if key in self.instances else self.new_scope(scope_key=key)
         self._reply_to[key] = writer
         await self.dispatch(key, {"type": "lines.line", "text": text, "peer": peer}, scope)
 
@@ -150,3 +135,68 @@ class LinesGateway(Gateway):
         writer.write(f"ERR {why}\n".encode())
         with contextlib.suppress(ConnectionError):
             await writer.drain()
+
+    async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
+        if message.get("type") != "lines.send":
+            raise GatewayError(
+                f"gateway {self.name!r} (lines) cannot do {message.get('type')!r}; "
+                "it takes lines.send and lines.close"
+            )
+        text = message.get("text")
+        if not isinstance(text, str) or "\n" in text:
+            raise GatewayError(f"lines.send needs 'text', a str of one line; got {text!r}")
+        writer = self._reply_to.get(instance.key)
+        if writer is None or writer.is_closing():
+            raise GatewayError(f"scope {instance.key!r}: its connection is closed")
+        writer.write(f"{instance.key} {text}\n".encode())
+        await writer.drain()
+
+    def scope_finished(self, instance: ScopeInstance) -> None:
+        """Forget the ended scope's reply connection (the base calls this for every end)."""
+        self._reply_to.pop(instance.key, None)
+
+    def asyncapi_server(self) -> dict[str, Any]:
+        """The listening socket, for ``asgi-gateway asyncapi``."""
+        return {
+            "host": f"{self.options.host}:{self.options.port}",
+            "protocol": "tcp",
+            "title": self.name,
+            "description": "UTF-8 lines '<key> <text>' over TCP.",
+        }
+
+    def asyncapi_channels(self, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One channel: the key's scope, ``lines.line`` in, ``lines.send`` out."""
+        return [
+            {
+                "address": "{scope_key}",
+                "parameters": {"scope_key": {"description": "The key of the lines."}},
+                "title": f"The keys of lines gateway {self.name!r}",
+                "receive": [LINE_EVENT],
+                "send": [SEND_EVENT],
+            }
+        ]
+
+
+#: ``lines.line`` and ``lines.send`` as AsyncAPI Message Objects (``asgi-gateway asyncapi``).
+LINE_EVENT: dict[str, Any] = {
+    "name": "lines.line",
+    "summary": "A line sent for the scope's key.",
+    "payload": {
+        "type": "object",
+        "required": ["type", "text", "peer"],
+        "properties": {
+            "type": {"const": "lines.line"},
+            "text": {"type": "string"},
+            "peer": {"type": "string", "description": "host:port of the sender"},
+        },
+    },
+}
+SEND_EVENT: dict[str, Any] = {
+    "name": "lines.send",
+    "summary": "Write '<key> <text>' back to the sender of the scope's latest line.",
+    "payload": {
+        "type": "object",
+        "required": ["type", "text"],
+        "properties": {"type": {"const": "lines.send"}, "text": {"type": "string"}},
+    },
+}

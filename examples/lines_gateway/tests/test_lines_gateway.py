@@ -20,25 +20,41 @@ from lines_gateway import LinesGateway, LinesOptions
 
 from gateways.base import Gateway
 from gateways.daemon.registry import installed_gateways, resolve_gateway
-from gateways.testing.conformance import ConformanceHarness, GatewayConformance
-from layer.types import ASGIApp
+from gateways.testing.conformance import ConformanceHarness, TransportConformance
+from layer.types import ASGIApp, Message
 
 
 class LinesHarness(ConformanceHarness):
-    """Scope ``index`` is the key ``k<index>``, each sent over its own TCP connection."""
+    """Scope ``index`` is the key ``k<index>``, each line sent over a TCP connection of its own."""
 
     def __init__(self) -> None:
         self.writers: list[asyncio.StreamWriter] = []
+        #: The connection of each index's latest line, where its replies arrive.
+        self.readers: dict[int, asyncio.StreamReader] = {}
 
     def make_gateway(self, application: ASGIApp, options: dict[str, Any]) -> Gateway:
         return LinesGateway("lines", application, LinesOptions(port=0, **options))
 
-    async def trigger(self, gateway: Gateway, index: int) -> None:
+    async def send(self, gateway: Gateway, index: int, line: bytes) -> None:
         assert isinstance(gateway, LinesGateway)
-        _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        self.readers[index] = reader
         self.writers.append(writer)
-        writer.write(f"k{index} hello\n".encode())
+        writer.write(line)
         await writer.drain()
+
+    async def trigger(self, gateway: Gateway, index: int) -> None:
+        await self.send(gateway, index, f"k{index} hello\n".encode())
+
+    def reply(self, index: int) -> Message | None:
+        return {"type": "lines.send", "text": "pong"}
+
+    async def received_reply(self, gateway: Gateway, index: int) -> None:
+        assert await self.readers[index].readline() == f"k{index} pong\n".encode()
+
+    async def trigger_malformed(self, gateway: Gateway, index: int) -> bool:
+        await self.send(gateway, index, b"no-space-here\n")
+        return True
 
     async def close(self) -> None:
         for writer in self.writers:
@@ -46,7 +62,7 @@ class LinesHarness(ConformanceHarness):
             await writer.wait_closed()
 
 
-class TestLinesConformance(GatewayConformance):
+class TestLinesConformance(TransportConformance):
     @pytest.fixture
     def harness(self) -> LinesHarness:
         return LinesHarness()
