@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from layer.base import LayerError
-
-if TYPE_CHECKING:
-    from layer.state.model import StateKey
 
 __all__ = [
     "InvalidStateKey",
@@ -34,12 +29,13 @@ class StateConflict(StateError):
     stored. Reload the state, then decide again.
 
     Attributes:
-        key: The scope.
+        key: The scope's ``StateKey`` (typed ``object`` here: ``layer.state.model`` defines
+            the key and raises this module's errors, so this module does not import it).
         expected: The version the write expected (``None``: a new scope).
         actual: The version in the store (``None``: the scope does not exist).
     """
 
-    def __init__(self, key: StateKey, expected: int | None, actual: int | None) -> None:
+    def __init__(self, key: object, expected: int | None, actual: int | None) -> None:
         self.key = key
         self.expected = expected
         self.actual = actual
@@ -47,7 +43,7 @@ class StateConflict(StateError):
         have = "no state" if actual is None else f"version {actual}"
         super().__init__(f"state of {key} changed: the write expected {want}, the store has {have}")
 
-    def __reduce__(self) -> tuple[type[StateConflict], tuple[StateKey, int | None, int | None]]:
+    def __reduce__(self) -> tuple[type[StateConflict], tuple[object, int | None, int | None]]:
         return (type(self), (self.key, self.expected, self.actual))
 
 

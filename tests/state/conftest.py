@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 import redis
 
 from gateways.testing import RedisServer, free_port
-from gateways.testing.state import StateStoreHarness
 from layer import LayerError
-from layer.state import MemoryStateStore, RedisStateStore, SqliteStateStore, StateStore
 
 
 @pytest.fixture(scope="session")
@@ -38,27 +35,3 @@ def state_redis_url(state_redis_session: RedisServer) -> str:
     with redis.Redis.from_url(state_redis_session.url) as client:
         client.flushall()
     return state_redis_session.url
-
-
-class MemoryHarness(StateStoreHarness):
-    durable: ClassVar[bool] = False
-
-    def make_store(self, **options: Any) -> StateStore:
-        return MemoryStateStore(**options)
-
-
-class SqliteHarness(StateStoreHarness):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def make_store(self, **options: Any) -> StateStore:
-        return SqliteStateStore(self.path, **options)
-
-
-class RedisHarness(StateStoreHarness):
-    def __init__(self, hosts: list[Any], prefix: str = "gwstate") -> None:
-        self.hosts = hosts
-        self.prefix = prefix
-
-    def make_store(self, **options: Any) -> StateStore:
-        return RedisStateStore(self.hosts, prefix=self.prefix, **options)

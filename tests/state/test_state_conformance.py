@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MemoryHarness, RedisHarness, SqliteHarness
+from state_helpers import MemoryHarness, RedisHarness, SqliteHarness
 
 from gateways.testing import RedisServer
 from gateways.testing.state import StateStoreConformance, StateStoreHarness
