@@ -9,6 +9,14 @@ last given was handled. A gateway that sets ``tracks_handling`` is told of each 
 ``event_handled(instance, event)``: the MQTT gateway acknowledges a QoS 1 message to the
 broker only then (at least once, ``docs/mqtt.md``).
 
+*Given* is not *resolved into a Future*: an application that keeps a ``receive()`` Future
+pending while it handles something else (Channels' ``await_many_dispatch``, the two-sources
+loop of ``consumers.dispatch``) may end before it ever reads the event the gateway put
+there. ``receive()`` returns an ``EventFuture``, which notes whether the application took
+its result (``result()``, ``await``) or gave it back (``cancel()`` once resolved); an event
+an instance ended without taking is not in hand (``take_in_hand``) but unread
+(``take_unread``): it goes to the next instance, not blamed for a crash it did not cause.
+
 Each instance counts, in its gateway's ``GatewayStats`` (``gateways.metrics``), the events
 the application sent that the gateway carried out and how long it took over each event.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Generator
 from typing import Any, Protocol
 
 from gateways.errors import GatewayError
@@ -24,7 +33,58 @@ from gateways.metrics import GatewayStats
 from gateways.metrics import clock as _clock
 from layer.types import DisconnectReason, Message, Scope
 
-__all__ = ["QueueOptions", "ScopeInstance", "ScopeOwner"]
+__all__ = ["EventFuture", "QueueOptions", "ScopeInstance", "ScopeOwner"]
+
+_result = asyncio.Future.result
+_cancel = asyncio.Future.cancel
+_await = asyncio.Future.__await__
+
+
+class EventFuture(asyncio.Future[Message]):
+    """The Future ``receive()`` returns: it also knows whether the application took its event.
+
+    ``taken`` is False until the application reads the result, by ``result()`` or ``await``,
+    and True from then on, unless the application gave it back first: ``cancel()`` on a
+    resolved Future it had not read, which is what a dispatch loop tearing down does with a
+    source's Future it no longer wants (Channels' ``await_many_dispatch``, the two-sources
+    loop of ``consumers.dispatch``), also if it ``await``-s it after that.
+
+    An ``await`` counts from its start, so that awaiting costs no generator: the awaiting
+    task takes the event as soon as it is there, unless it is cancelled first, and a
+    cancelled instance is given its event again anyway. What the gateway cannot see is a
+    Task of the application's own that awaits ``receive()`` for it: that takes the event.
+
+    One slot: 8 bytes more than a plain Future, and only an application waiting in
+    ``receive()`` holds one (the waiter extension, ``receive_into``, takes its own Future).
+    """
+
+    __slots__ = ("taken",)
+
+    taken: bool | None  # None: given back unread
+
+    def result(self) -> Message:
+        event = _result(self)
+        if self.taken is False:
+            self.taken = True
+        return event
+
+    def __await__(self) -> Generator[Any, None, Message]:
+        if self.taken is False:
+            self.taken = True
+        return _await(self)
+
+    __iter__ = __await__
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.taken is False and self.done():
+            self.taken = None  # resolved, never read, dropped: the event was not handled
+        return _cancel(self, msg)
+
+    @property
+    def unread(self) -> bool:
+        """Whether the application has not taken the event (for a resolved Future: it never
+        will, if its instance ended)."""
+        return self.taken is not True
 
 
 class QueueOptions(Protocol):
@@ -66,7 +126,7 @@ class ScopeInstance:
 
     The instance itself is the ASGI ``receive`` callable handed to the application (one
     object less per scope than a bound method), and ``send`` is its ``send`` method.
-    ``receive()`` returns an ``asyncio.Future``, already resolved when an event is waiting.
+    ``receive()`` returns an ``EventFuture``, already resolved when an event is waiting.
     """
 
     __slots__ = (
@@ -97,8 +157,9 @@ class ScopeInstance:
         self._waiter: asyncio.Future[Message] | None = None
         self._space: asyncio.Future[None] | None = None
         #: The event last given to the application, until it asks for the next one (then
-        #: that event was handled); kept only when ``gateway.tracks_handling``.
-        self._in_hand: Message | None = None
+        #: that event was handled); kept only when ``gateway.tracks_handling``. Given into
+        #: an ``EventFuture``, it is that Future, which knows whether the event was taken.
+        self._in_hand: Message | EventFuture | None = None
         #: When (``time.perf_counter()``) the event the application works on now was given to
         #: it; 0.0 while it waits for one.
         self._delivered = 0.0
@@ -123,8 +184,12 @@ class ScopeInstance:
 
     # -- the application's side --------------------------------------------------------
 
-    def receive(self) -> asyncio.Future[Message]:
+    def receive(self) -> EventFuture:
         """Return a Future of the next event of this scope (the ASGI ``receive``).
+
+        An ``EventFuture``: an event resolved into it counts as given to the application
+        only once it reads it (see ``EventFuture``); one it never read when its instance
+        ended goes to the next instance.
 
         Raises:
             GatewayError: ``receive()`` called while an earlier ``receive()`` still waits.
@@ -133,7 +198,8 @@ class ScopeInstance:
             raise GatewayError(
                 f"receive() called for scope {self.key!r} while an earlier receive() still waits"
             )
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        future = EventFuture(loop=asyncio.get_running_loop())
+        future.taken = False
         self.receive_into(future)
         return future
 
@@ -150,7 +216,8 @@ class ScopeInstance:
         asking for its next item: the event it was last given was handled (acknowledged,
         for MQTT). So call it in every turn, also one that took a channel-layer message
         first: else that event stays in hand, blamed if a later layer handler raises and
-        given again if the instance is cancelled there.
+        given again if the instance is cancelled there. (The event is given when it is
+        resolved into ``future``, read or not, unless ``future`` is an ``EventFuture``.)
 
         Args:
             future: A Future of the running loop; left alone if it is done already.
@@ -161,6 +228,8 @@ class ScopeInstance:
             self._delivered = 0.0
         if self._in_hand is not None:
             handled, self._in_hand = self._in_hand, None
+            if isinstance(handled, EventFuture):
+                handled = _result(handled)
             gateway.event_handled(self, handled)
         queue = self._queue
         if queue:
@@ -169,7 +238,7 @@ class ScopeInstance:
                 future.set_result(event)
                 self._delivered = _clock()
                 if gateway.tracks_handling:
-                    self._in_hand = event
+                    self._in_hand = future if isinstance(future, EventFuture) else event
                 if not queue:
                     self._queue = None
                 self.wake_sender()
@@ -215,7 +284,9 @@ class ScopeInstance:
                 waiter.set_result(event)
                 self._delivered = _clock()
                 if self.gateway.tracks_handling:
-                    self._in_hand = event
+                    # Into a receive() Future the application may not read before it ends
+                    # (a two-sources loop busy with a layer message): keep the Future.
+                    self._in_hand = waiter if isinstance(waiter, EventFuture) else event
                 return True
         queue = self._queue
         if queue is None:
@@ -254,15 +325,29 @@ class ScopeInstance:
     def take_in_hand(self) -> Message | None:
         """Remove and return the event last given to the application and not known to be
         handled yet (only kept when the gateway ``tracks_handling``): for an instance that
-        ended, the event it was working on when it returned, raised or was cancelled."""
-        event, self._in_hand = self._in_hand, None
-        return event
+        ended, the event it was working on when it returned, raised or was cancelled.
+
+        An event resolved into a ``receive()`` Future that the application never read (it
+        was busy with another source, then ended) was not given: ``None`` here, and it is
+        the first of ``take_unread()``."""
+        held = self._in_hand
+        if isinstance(held, EventFuture):
+            if held.unread:
+                return None
+            held = _result(held)
+        self._in_hand = None
+        return held
 
     def take_unread(self) -> list[Message]:
         """Remove and return the events queued for the application but not received yet,
         but for the disconnect event: what an instance that ended left unread, to hand to a
-        fresh instance."""
+        fresh instance. First, if there is one, the event resolved into a ``receive()``
+        Future it never read (see ``take_in_hand``)."""
         queue, self._queue = self._queue, None
         self._waiter = None  # a Future the ended instance will never read
+        held = self._in_hand
+        if isinstance(held, EventFuture) and held.unread:
+            self._in_hand = None
+            queue = deque((_result(held), *(queue or ())))
         disconnect = self.gateway.disconnect_type
         return [event for event in queue or () if event.get("type") != disconnect]
