@@ -53,6 +53,7 @@ class TinyBroker:
     def __init__(self) -> None:
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -62,29 +63,38 @@ class TinyBroker:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+        self.writers.add(writer)
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await self.converse(reader, writer)
+        finally:
+            # Also when the loop's teardown cancels this handler: Python 3.11's start_server
+            # closes the transport of a handler that raised, not of one that was cancelled.
+            self.writers.discard(writer)
+            writer.close()
+
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            kind = (await reader.readexactly(1))[0] >> 4
+            length, shift = 0, 0
             while True:
-                kind = (await reader.readexactly(1))[0] >> 4
-                length, shift = 0, 0
-                while True:
-                    byte = (await reader.readexactly(1))[0]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-                body = await reader.readexactly(length)
-                if kind == 1:  # CONNECT -> CONNACK: no session present, success, no properties
-                    writer.write(packet(0x20, b"\x00\x00\x00"))
-                elif kind == 8:  # SUBSCRIBE -> SUBACK granting QoS 1 to each filter
-                    filters = body[2:].count(b"dev/")
-                    writer.write(packet(0x90, body[:2] + b"\x00" + b"\x01" * filters))
-                    writer.write(POISON)
-                elif kind == 12:  # PINGREQ -> PINGRESP
-                    writer.write(packet(0xD0, b""))
-                elif kind == 14:  # DISCONNECT
+                byte = (await reader.readexactly(1))[0]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
                     break
-                await writer.drain()
-        writer.close()
+            body = await reader.readexactly(length)
+            if kind == 1:  # CONNECT -> CONNACK: no session present, success, no properties
+                writer.write(packet(0x20, b"\x00\x00\x00"))
+            elif kind == 8:  # SUBSCRIBE -> SUBACK granting QoS 1 to each filter
+                filters = body[2:].count(b"dev/")
+                writer.write(packet(0x90, body[:2] + b"\x00" + b"\x01" * filters))
+                writer.write(POISON)
+            elif kind == 12:  # PINGREQ -> PINGRESP
+                writer.write(packet(0xD0, b""))
+            elif kind == 14:  # DISCONNECT
+                break
+            await writer.drain()
 
     async def __aenter__(self) -> TinyBroker:
         self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
@@ -93,6 +103,11 @@ class TinyBroker:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        for writer in list(self.writers):
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 @pytest.fixture
@@ -125,3 +140,27 @@ async def test_a_packet_paho_refuses_costs_a_warning_per_reconnect_and_is_explai
     assert "[MQTT-1.5.4-2] Null found in UTF-8 data" in why[0].getMessage()
     assert all(r.exc_info is None for r in caplog.records)
     assert app.logs == []
+
+
+def test_the_tiny_broker_closes_a_connection_its_loop_cancels() -> None:
+    """A client gone (FIN) and the loop ending before the handler reads the EOF: the
+    teardown cancels the handler, whose connection is closed all the same (it was left to
+    the garbage collector, a ResourceWarning in whichever test ran then: issue 26)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def main() -> None:
+        broker = TinyBroker()
+        await broker.__aenter__()
+        host, port = broker.url.removeprefix("mqtt://").split(":")
+        _, client = await asyncio.open_connection(host, int(port))
+        while not broker.writers:
+            await asyncio.sleep(0.01)
+        accepted.extend(broker.writers)
+        client.close()
+        assert broker.server is not None
+        broker.server.close()  # not __aexit__: the runner's teardown cancels the handler
+
+    with asyncio.Runner() as runner:
+        runner.run(main())
+    assert accepted
+    assert all(w.get_extra_info("socket").fileno() == -1 for w in accepted)
