@@ -21,6 +21,8 @@ class StateConfig(RedactedReprMixin):
             (entry points ``asgi_gateway.state_stores``) or an import path
             ``"package.module:MyStore"``.
         applied_window: Idempotency keys kept per scope (the newest), 1 to 1,000,000.
+        timer_interval: Seconds between the daemon's looks for due timers (``set_timer``):
+            a timer fires up to this late. 0.01 to 60.
 
     Every other key is an option of the store, checked when the store is built: ``path``
     (sqlite: a file, relative to the working directory), ``synchronous``, ``busy_timeout``
@@ -31,6 +33,7 @@ class StateConfig(RedactedReprMixin):
 
     backend: str = Field(default="sqlite", min_length=1)
     applied_window: int = Field(default=1000, ge=1, le=1_000_000)
+    timer_interval: float = Field(default=1.0, ge=0.01, le=60)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -16,17 +16,9 @@ from consumers.base import (
     get_handler_name,
 )
 from consumers.chat import ChatConsumer, Command, command
+from consumers.conversations import ConversationRoute, ConversationRouter, chat_route
 from consumers.mqtt import INVALID_PAYLOADS, JsonMqttConsumer, MqttConsumer
-from consumers.routing import (
-    ChannelNameRouter,
-    ConversationRoute,
-    ConversationRouter,
-    ProtocolTypeRouter,
-    Route,
-    TopicRouter,
-    chat_route,
-    route,
-)
+from consumers.routing import ChannelNameRouter, ProtocolTypeRouter, Route, TopicRouter, route
 from consumers.testing import ChatCommunicator, MqttCommunicator
 from consumers.topics import CompiledTopic, compile_topic
 

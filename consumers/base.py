@@ -21,7 +21,8 @@ and leave the groups are in ``consumers.dispatch``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import async_to_sync, markcoroutinefunction, sync_to_async
@@ -30,7 +31,8 @@ from pydantic import BaseModel
 from consumers.dispatch import serve
 from consumers.state import DurableState, state_key
 from layer import ChannelLayer
-from layer.state import StateError, StateStore
+from layer.addressing import send_to_scope
+from layer.state import StateError, StateStore, Timer
 
 if TYPE_CHECKING:
     from layer.types import Message, Receive, Scope, Send
@@ -297,7 +299,7 @@ class AsyncConsumer:
         durable = self._durable
         if durable is None:
             durable = self._durable = await self._open_state()
-        if durable.already_applied(event):
+        if durable.already_applied(event) or durable.take_timer(event) is False:
             return last
         stop = False
         if not last or callable(getattr(self, str(event.get("type")).replace(".", "_"), None)):
@@ -328,6 +330,75 @@ class AsyncConsumer:
             migrate=migrate if callable(migrate) else None,
         )
         return durable
+
+    # -- timers and addressed events (docs/state.md) -------------------------------------
+
+    def set_timer(
+        self,
+        name: str,
+        event: Message,
+        *,
+        delay: float | None = None,
+        at: float | None = None,
+    ) -> Timer:
+        """Set the timer ``name`` of this scope, replacing one of that name: ``event`` is
+        delivered to the scope after ``delay`` seconds, or at ``at`` (seconds since the
+        epoch), with ``"timer": name`` and ``"due": <at>`` added, and handled by its type as
+        any event. The timer is stored with the state, in the write after this handler, so it
+        outlives the process: one due during a restart fires after it (late: compare
+        ``due``), starting the scope if it is not running. It fires once, at least once
+        (a crash before its handler's save repeats it), within the ``state:`` section's
+        ``timer_interval`` of its time.
+
+        Needs durable state (``state_model``): call it from a handler.
+
+        Returns:
+            The ``layer.state.Timer`` set.
+
+        Raises:
+            StateError: No durable state; ``name`` empty; ``event`` without a str ``type``
+                or with a ``timer`` or ``due`` key; not exactly one of ``delay`` and ``at``.
+            InvalidStateWrite: ``event`` cannot be JSON, or the time is not a finite number.
+        """
+        return self._timers_state().set_timer(name, event, delay=delay, at=at)
+
+    def cancel_timer(self, name: str) -> bool:
+        """Cancel the timer ``name`` (in the write after this handler); whether it was set.
+
+        Raises:
+            StateError: No durable state (see ``set_timer``).
+        """
+        return self._timers_state().cancel_timer(name)
+
+    @property
+    def timers(self) -> Mapping[str, Timer]:
+        """This scope's timers by name (``layer.state.Timer``: ``due``, ``event``), read-only.
+
+        Raises:
+            StateError: No durable state (see ``set_timer``).
+        """
+        return MappingProxyType(self._timers_state().timers)
+
+    def _timers_state(self) -> DurableState:
+        durable = getattr(self, "_durable", None)
+        if durable is None:
+            raise StateError(
+                f"{type(self).__qualname__}: timers are stored with the scope's state; set "
+                "state_model and use them from a handler (docs/state.md, Timers)"
+            )
+        return durable  # type: ignore[no-any-return]
+
+    async def send_to_scope(self, gateway: str, scope_key: str, event: Message) -> None:
+        """Send ``event`` to the scope ``scope_key`` of ``gateway`` over the channel layer,
+        starting that scope if it is not running (``layer.addressing.send_to_scope``).
+
+        Raises:
+            ConsumerError: This consumer has no channel layer.
+            ChannelFull: The gateway's channel is full.
+        """
+        if self.channel_layer is None:
+            raise ConsumerError(f"{type(self).__qualname__}.send_to_scope(): no channel layer")
+        await send_to_scope(self.channel_layer, gateway, scope_key, event)
 
     async def dispatch(self, message: Message) -> None:
         """Call the handler of ``message`` (see ``get_handler_name``), or log and skip it."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,7 +34,14 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from layer.state import StateConflict, StateError, StateKey, StateStore, StoreUnavailable
+from layer.state import (
+    StateConflict,
+    StateError,
+    StateKey,
+    StateStore,
+    StoreUnavailable,
+    Timer,
+)
 from layer.types import Message, Scope
 
 __all__ = ["DEDUPLICATED", "DurableState", "StateModelError", "state_key"]
@@ -97,7 +105,17 @@ class DurableState:
     Made by ``DurableState.open``; the consumer keeps it for its scope's life.
     """
 
-    __slots__ = ("applied", "key", "model", "saved", "store", "version", "version_tag")
+    __slots__ = (
+        "applied",
+        "key",
+        "model",
+        "saved",
+        "store",
+        "timers",
+        "timers_changed",
+        "version",
+        "version_tag",
+    )
 
     def __init__(
         self,
@@ -114,6 +132,10 @@ class DurableState:
         self.version: int | None = None
         self.saved: bytes | None = None
         self.applied = applied
+        #: The scope's timers by name, as they will be after the next save.
+        self.timers: dict[str, Timer] = {}
+        #: Whether ``timers`` changed since the last save.
+        self.timers_changed = False
 
     @classmethod
     async def open(
@@ -156,6 +178,7 @@ class DurableState:
         durable.version = stored.version
         durable.saved = stored.data
         durable.applied.extend(stored.applied)
+        durable.timers.update(stored.timers)
         return durable, durable.decode(stored.data, migrate)
 
     def decode(
@@ -204,6 +227,64 @@ class DurableState:
             return True
         return False
 
+    def set_timer(
+        self, name: str, event: Mapping[str, Any], *, delay: float | None, at: float | None
+    ) -> Timer:
+        """``AsyncConsumer.set_timer``: set or replace the timer ``name`` (saved with the
+        state, after the handler).
+
+        Raises:
+            StateError: ``name`` is not a non-empty str, ``event`` has no str ``type`` or
+                uses the keys ``timer`` or ``due``, or not exactly one of ``delay`` and
+                ``at`` is given.
+            InvalidStateWrite: ``event`` cannot be JSON, or the time is not finite.
+        """
+        if not isinstance(name, str) or not name:
+            raise StateError(f"a timer's name must be a non-empty str, got {name!r}")
+        if not isinstance(event.get("type"), str):
+            raise StateError(f"timer {name!r}: its event needs a str 'type', got {event!r:.200}")
+        if "timer" in event or "due" in event:
+            raise StateError(f"timer {name!r}: 'timer' and 'due' are set on its event when due")
+        if delay is not None and at is None:
+            due = time.time() + delay
+        elif at is not None and delay is None:
+            due = at
+        else:
+            raise StateError(f"timer {name!r}: give exactly one of delay= and at=")
+        timer = self.timers[name] = Timer(due, event)
+        self.timers_changed = True
+        return timer
+
+    def cancel_timer(self, name: str) -> bool:
+        """``AsyncConsumer.cancel_timer``: whether there was a timer ``name``."""
+        if self.timers.pop(name, None) is None:
+            return False
+        self.timers_changed = True
+        return True
+
+    def take_timer(self, event: Message) -> bool | None:
+        """For a timer's event (str ``timer``, number ``due``): whether it is the timer as
+        set now, which then leaves ``timers`` (it fired; the save removes it from the store).
+        ``False``: it was replaced, cancelled or fired since (a late copy): skip the event.
+        ``None``: not a timer's event."""
+        name, due = event.get("timer"), event.get("due")
+        if not isinstance(name, str) or not isinstance(due, (int, float)):
+            return None
+        timer = self.timers.get(name)
+        if timer is None or timer.due != due:
+            logger.debug(
+                "Scope %r of gateway %r: timer %r due at %s is not set now; its event skipped",
+                self.key.scope_key,
+                self.key.gateway,
+                name,
+                due,
+                extra={"gateway": self.key.gateway, "scope": self.key.scope_key},
+            )
+            return False
+        del self.timers[name]
+        self.timers_changed = True
+        return True
+
     async def save(self, state: BaseModel, event: Message) -> None:
         """Write ``state`` and ``event``'s idempotency key, if either is new, waiting (with
         backoff) while the store is away.
@@ -215,12 +296,15 @@ class DurableState:
         idempotency_key = event.get("idempotency_key")
         keys = (idempotency_key,) if isinstance(idempotency_key, str) else ()
         data = self.encode(state)
-        if data == self.saved and not keys:
+        timers = dict(self.timers) if self.timers_changed else None
+        if data == self.saved and not keys and timers is None:
             return
         version = self.version
 
         def write() -> Any:
-            return self.store.save(self.key, data, expect_version=version, applied_keys=keys)
+            return self.store.save(
+                self.key, data, expect_version=version, applied_keys=keys, timers=timers
+            )
 
         try:
             self.version = await _retrying(self.key, write)
@@ -236,6 +320,8 @@ class DurableState:
             raise
         self.saved = data
         self.applied.extend(keys)
+        if timers is not None and timers == self.timers:
+            self.timers_changed = False
 
 
 async def _retrying(key: StateKey, call: Callable[[], Any]) -> Any:

@@ -87,7 +87,8 @@ class MqttCommunicator(_ScopeCommunicator):
 
     Args:
         application: The ASGI application (a router, or ``Consumer.as_asgi()``).
-        topic: The topic that opens the scope (``scope["topic"]``).
+        topic: The topic that opens the scope (``scope["topic"]``); ``None`` for a scope
+            opened by key (an addressed event, a timer), which then needs ``scope_key``.
         scope_key: ``scope["scope_key"]``; defaults to ``topic``.
         gateway: ``scope["gateway"]``, the gateway's name.
         subscription: ``scope["subscription"]``, the topic filter that matched; defaults to
@@ -102,7 +103,7 @@ class MqttCommunicator(_ScopeCommunicator):
     def __init__(
         self,
         application: ASGIApp,
-        topic: str,
+        topic: str | None,
         *,
         scope_key: str | None = None,
         gateway: str = "test",
@@ -110,12 +111,15 @@ class MqttCommunicator(_ScopeCommunicator):
         channel_layer: ChannelLayer | None = None,
         state_store: StateStore | None = None,
     ) -> None:
+        key = topic if scope_key is None else scope_key
+        if key is None:
+            raise ValueError("MqttCommunicator(topic=None) needs scope_key")
         scope: MqttScope = {
             "type": "mqtt",
             "asgi": {"version": "3.0", "spec_version": "1.0"},
             "gateway": gateway,
             "topic": topic,
-            "scope_key": topic if scope_key is None else scope_key,
+            "scope_key": key,
             "subscription": topic if subscription is None else subscription,
         }
         if channel_layer is not None:
@@ -157,9 +161,12 @@ class MqttCommunicator(_ScopeCommunicator):
             properties: MQTT 5 properties, or ``None``.
             dup: Whether the broker marked it redelivered (DUP), as after a crash.
         """
+        topic = topic or self.scope["topic"]
+        if topic is None:
+            raise ValueError("send_message(topic=...): this scope has no topic of its own")
         event: MqttMessageEvent = {
             "type": "mqtt.message",
-            "topic": self.scope["topic"] if topic is None else topic,
+            "topic": topic,
             "payload": payload.encode("utf-8") if isinstance(payload, str) else bytes(payload),
             "qos": qos,  # type: ignore[typeddict-item]
             "retain": retain,

@@ -69,6 +69,20 @@ class CompiledTopic:
             return None
         return {name: value or "" for name, value in found.groupdict().items()}
 
+    def first_levels(self, count: int) -> CompiledTopic | None:
+        """The pattern of the first ``count`` levels of the topics this one matches: to route
+        a scope opened by key, whose key is a topic's first levels (an MQTT ``scopes`` rule).
+
+        Returns:
+            This pattern when it has ``count`` levels, or fewer and ends in ``#``; its first
+            ``count`` levels when it has more (``devices/{device_id}/telemetry``, 2:
+            ``devices/{device_id}``); ``None`` when it has fewer and no ``#``.
+        """
+        levels = self.pattern.split("/")
+        if len(levels) > count:
+            return compile_topic("/".join(levels[:count]))
+        return self if len(levels) == count or self.multi_level else None
+
 
 def _check_string(kind: str, value: str) -> None:
     try:

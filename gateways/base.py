@@ -38,14 +38,14 @@ import logging
 from functools import cache
 from typing import Any, ClassVar, Literal
 
-from prometheus_client import Counter
-
+from gateways.addressing import receive_addressed
 from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
-from gateways.metrics import GatewayStats
+from gateways.metrics import Drops, GatewayStats
 from gateways.options import GatewayOptions
 from gateways.scopes import Scopes
 from layer import ChannelLayer
+from layer.addressing import MAX_GATEWAY_NAME
 from layer.state import StateStore
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
@@ -72,12 +72,6 @@ def _asgi_version(spec_version: str) -> dict[str, str]:
         return ASGI_VERSION
     return {"version": "3.0", "spec_version": spec_version}
 
-
-EVENTS_DROPPED = Counter(
-    "asgi_gateway_events_dropped_total",
-    "Events a gateway took from its transport but could not deliver, by reason.",
-    ["gateway", "reason"],
-)
 
 #: What ``Gateway.dispatch_nowait`` does with an event for a scope whose queue is full.
 WhenFull = Literal["drop", "refuse"]
@@ -126,6 +120,9 @@ class Gateway(abc.ABC):
     options_model: ClassVar[type[GatewayOptions]] = GatewayOptions
     #: Whether ``event_handled`` is called for every event the application handled.
     tracks_handling: ClassVar[bool] = False
+    #: Whether the gateway receives events addressed to its scopes (``layer.addressing``) on
+    #: its channel layer; a gateway whose scopes have no key of their own sets False.
+    addressable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -157,11 +154,11 @@ class Gateway(abc.ABC):
         self.instances = self.scopes.instances
         #: Keys of pinned scopes: never ended by the idle sweep or by eviction.
         self.pinned = self.scopes.pinned
-        self._stopping_drops = 0
-        #: Events ``dispatch_nowait(..., when_full="drop")`` dropped (a queue was full).
-        self._full_drops = 0
+        #: Events taken from the transport but not delivered (stopping, a full queue).
+        self.drops = Drops(name)
         self._accepting = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._addressed: asyncio.Task[None] | None = None
         self._failed: asyncio.Future[None] | None = None
         #: Events received and sent, and handling times (``asgi_gateway_events_received_total``...).
         self.stats = GatewayStats(name)
@@ -265,6 +262,9 @@ class Gateway(abc.ABC):
                 self._sweeper.cancel()
                 self._sweeper = None
             raise
+        layer = self.channel_layer
+        if layer is not None and self.addressable and len(self.name) <= MAX_GATEWAY_NAME:
+            self._addressed = loop.create_task(receive_addressed(self, layer))
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking events, end every scope (reason ``"shutdown"``) and drain.
@@ -275,11 +275,12 @@ class Gateway(abc.ABC):
                 instance task has finished.
         """
         self._accepting = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._addressed):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._addressed = None
         for instance in list(self.instances.values()):
             self.end(instance, "shutdown")
         tasks = self.scopes.ending_tasks()
@@ -297,13 +298,7 @@ class Gateway(abc.ABC):
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
-        if self._stopping_drops:
-            logger.warning(
-                "Gateway %r dropped %d events that arrived while it was stopping",
-                self.name,
-                self._stopping_drops,
-                extra={"gateway": self.name},
-            )
+        self.drops.report()
         await self.close_transport()
 
     def fail(self, exc: BaseException) -> None:
@@ -385,8 +380,7 @@ class Gateway(abc.ABC):
                 if not self._accepting:
                     # Logged once, with the count, when stop() ends: a busy transport would
                     # otherwise flood the log.
-                    self._stopping_drops += 1
-                    EVENTS_DROPPED.labels(self.name, "stopping").inc()
+                    self.drops.while_stopping()
                     return
                 if scope is None:
                     raise GatewayError(
@@ -446,8 +440,7 @@ class Gateway(abc.ABC):
             instance = None
         if instance is None:
             if not self._accepting:
-                self._stopping_drops += 1
-                EVENTS_DROPPED.labels(self.name, "stopping").inc()
+                self.drops.while_stopping()
                 return False
             if scope is None:
                 raise GatewayError(f"no live scope {key!r} on gateway {self.name!r} to deliver to")
@@ -457,20 +450,42 @@ class Gateway(abc.ABC):
         if instance.offer(event):
             return True
         if when_full == "drop":
-            EVENTS_DROPPED.labels(self.name, "full").inc()
-            self._full_drops += 1
-            count = self._full_drops
-            if str(count).rstrip("0") == "1":  # the 1st, 10th, 100th, ... drop
-                logger.warning(
-                    "Gateway %r dropped an event for scope %r: its queue is full "
-                    "(max_queued_events %d); %d dropped so far",
-                    self.name,
-                    key,
-                    self.options.max_queued_events,
-                    count,
-                    extra={"gateway": self.name, "scope": key},
-                )
+            self.drops.queue_full(key, self.options.max_queued_events)
         return False
+
+    def scope_for_key(self, key: str) -> Scope | None:
+        """The scope to open for an event addressed to ``key`` (``deliver``) when no instance
+        of it is live: a hook. ``None`` (the default here): this gateway opens scopes only
+        for its transport's traffic, so an addressed event reaches a live scope or none. The
+        MQTT gateway opens any topic name; a chat gateway, any conversation key.
+        """
+        return None
+
+    async def deliver(self, key: str, event: Message) -> bool:
+        """Deliver an event addressed to the scope ``key`` (``layer.addressing``, a timer):
+        to its live instance, or to one opened with ``scope_for_key(key)``. Waits while that
+        scope's queue is full, as ``dispatch`` does.
+
+        Returns:
+            False when no instance of ``key`` is live and ``scope_for_key`` gave none (logged,
+            with the gateway and the key); True otherwise.
+        """
+        if key in self.instances:
+            await self.dispatch(key, event)
+            return True
+        scope = self.scope_for_key(key)
+        if scope is None:
+            logger.warning(
+                "Gateway %r: no live scope %r, and this gateway cannot open one by key; an "
+                "addressed %r event is skipped",
+                self.name,
+                key,
+                event.get("type"),
+                extra={"gateway": self.name, "scope": key},
+            )
+            return False
+        await self.dispatch(key, event, scope)
+        return True
 
     def end(self, instance: ScopeInstance, reason: DisconnectReason) -> None:
         """End a scope: send its disconnect event, then cancel it after ``disconnect_grace``.

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from config import OptionsModel
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
+from gateways.chat_checks import TYPING_KEYS, EventCheck
 from layer.types import (
     ChatBot,
     ChatConversation,
@@ -49,11 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: The event types an application may send to a chat gateway (docs/specs/chat.md).
 SEND_EVENT_TYPES = ("chat.send", "chat.react", "chat.typing", "chat.close")
-
-_SEND_KEYS = frozenset({"type", "text", "thread", "reply_to", "format", "native"})
-_REACT_KEYS = frozenset({"type", "message_id", "reaction", "remove"})
-_TYPING_KEYS = frozenset({"type"})
-_FORMATS = ("plain", "markdown")
 
 
 class OpenConversation(OptionsModel):
@@ -339,6 +335,53 @@ class ChatGateway(Gateway):
             return
         await self.dispatch(key, event, self._chat_scope(key, conversation))
 
+    async def deliver(self, key: str, event: Message) -> bool:
+        """``Gateway.deliver``; a conversation of ``conversations`` opens pinned, as a message
+        in it would open it."""
+        if key not in self.instances and key in self._configured and self._accepting:
+            self._open_configured(key)
+        return await super().deliver(key, event)
+
+    def scope_for_key(self, key: str) -> Scope | None:
+        """The scope of conversation ``key`` for an addressed event (``Gateway.deliver``): a
+        configured conversation's, else ``conversation_of_key``'s; ``None`` while ``bot`` is
+        not set (the transport has not started)."""
+        conversation = self._configured.get(key) or self.conversation_of_key(key)
+        if conversation is None or getattr(self, "bot", None) is None:
+            return None
+        return self._chat_scope(key, conversation)
+
+    def conversation_of_key(self, key: str) -> ChatConversation | None:
+        """The conversation of a scope key, the inverse of ``conversation_for``, for a scope
+        opened by key (an addressed event, a timer: ``docs/specs/chat.md``, *Scopes opened
+        by key*). A platform that can tell a DM from a channel by its id, or knows the
+        channel's name, overrides it (the console does).
+
+        Here, per ``options.conversation_key``: ``"thread"``: ``<channel>/<thread>`` is a
+        thread, any other key a channel; ``"channel"``: the key is the channel;
+        ``"channel_user"``: ``<channel>/@<user>``. The kind is ``"group"`` (unless a thread)
+        and the name ``None``: only the platform knows them.
+
+        Returns:
+            The conversation, or ``None`` for a key that ``conversation_for`` cannot give
+            (empty, or a ``channel_user`` key without ``/@``).
+        """
+        mode = self.options.conversation_key
+        channel, slash, rest = key.rpartition("/")
+        if mode == "channel_user":
+            if not slash or not channel or not rest.startswith("@") or len(rest) < 2:
+                return None
+            return {
+                "id": channel,
+                "kind": "group",
+                "name": None,
+                "thread_id": None,
+                "user_id": rest[1:],
+            }
+        if mode == "thread" and slash and channel and rest:
+            return {"id": channel, "kind": "thread", "name": None, "thread_id": rest}
+        return {"id": key, "kind": "group", "name": None, "thread_id": None} if key else None
+
     def _chat_scope(self, key: str, conversation: ChatConversation) -> Scope:
         bot = getattr(self, "bot", None)
         if bot is None:
@@ -372,6 +415,11 @@ class ChatGateway(Gateway):
 
     # -- events from the application ----------------------------------------------------
 
+    def scope_error(self, instance: ScopeInstance, problem: str) -> GatewayError:
+        """The ``GatewayError`` of ``problem`` with an event of ``instance``'s application,
+        naming the gateway and the scope key (for a platform's ``send_message``)."""
+        return GatewayError(f"gateway {self.name!r}, scope {instance.key!r}: {problem}")
+
     async def handle_send(self, instance: ScopeInstance, message: Message) -> None:
         """Check an event from the application and carry it out.
 
@@ -383,107 +431,26 @@ class ChatGateway(Gateway):
                 the scope key and the problem.
         """
         kind = message.get("type")
+        conversation = cast("ChatConversation", instance.scope["conversation"])
+        check = EventCheck(
+            self.name,
+            instance.key,
+            self.platform,
+            self.formats,
+            self.native_kinds,
+            conversation["thread_id"],
+        )
         if kind == "chat.send":
-            await self.send_message(instance, self._check_send(instance, message))
+            await self.send_message(instance, check.send(message))
         elif kind == "chat.react":
-            await self.send_reaction(instance, self._check_react(instance, message))
+            await self.send_reaction(instance, check.react(message))
         elif kind == "chat.typing":
-            self._check_keys(instance, message, _TYPING_KEYS)
+            check.keys(message, TYPING_KEYS)
             await self.send_typing(instance, {"type": "chat.typing"})
         else:
-            raise self._error(
-                instance,
-                f"can't send an event of type {kind!r}; known: {', '.join(SEND_EVENT_TYPES)}",
+            raise check.error(
+                f"can't send an event of type {kind!r}; known: {', '.join(SEND_EVENT_TYPES)}"
             )
-
-    def _error(self, instance: ScopeInstance, problem: str) -> GatewayError:
-        return GatewayError(f"gateway {self.name!r}, scope {instance.key!r}: {problem}")
-
-    def _check_keys(self, instance: ScopeInstance, message: Message, known: frozenset[str]) -> None:
-        unknown = sorted(str(k) for k in message if k not in known)
-        if unknown:
-            raise self._error(
-                instance,
-                f"{message['type']} has unknown keys {unknown}; known: {sorted(known)}",
-            )
-
-    def _optional_str(self, instance: ScopeInstance, message: Message, key: str) -> str | None:
-        value = message.get(key)
-        if value is not None and not isinstance(value, str):
-            raise self._error(
-                instance, f"{message['type']} {key!r} must be a str or None, got {value!r}"
-            )
-        return value
-
-    def _check_send(self, instance: ScopeInstance, message: Message) -> ChatSendMessageEvent:
-        self._check_keys(instance, message, _SEND_KEYS)
-        if "text" not in message:
-            raise self._error(instance, "chat.send needs 'text' (a str), and has none")
-        text = message["text"]
-        if not isinstance(text, str):
-            raise self._error(instance, f"chat.send 'text' must be a str, got {text!r}")
-        thread = self._optional_str(instance, message, "thread")
-        reply_to = self._optional_str(instance, message, "reply_to")
-        fmt = message.get("format", "plain")
-        if fmt not in _FORMATS:
-            raise self._error(
-                instance, f"chat.send 'format' must be one of {list(_FORMATS)}, got {fmt!r}"
-            )
-        if fmt not in self.formats:
-            raise self._error(
-                instance,
-                f"platform {self.platform!r} cannot render chat.send format {fmt!r}; "
-                f"it renders {sorted(self.formats)}",
-            )
-        native = message.get("native")
-        if native is not None:
-            if not isinstance(native, dict):
-                raise self._error(
-                    instance, f"chat.send 'native' must be a dict or None, got {native!r}"
-                )
-            if not self.native_kinds:
-                raise self._error(
-                    instance,
-                    f"platform {self.platform!r} has no native content; chat.send 'native' "
-                    f"with keys {sorted(map(str, native))} can't be sent",
-                )
-            foreign = sorted(str(k) for k in native if k not in self.native_kinds)
-            if foreign:
-                raise self._error(
-                    instance,
-                    f"platform {self.platform!r} can't use chat.send 'native' keys {foreign}; "
-                    f"it takes {sorted(self.native_kinds)}",
-                )
-        if not text and not native:
-            raise self._error(instance, "chat.send has empty 'text' and no 'native' content")
-        if thread is None:
-            thread = cast("ChatConversation", instance.scope["conversation"])["thread_id"]
-        return {
-            "type": "chat.send",
-            "text": text,
-            "thread": thread,
-            "reply_to": reply_to,
-            "format": cast("Literal['plain', 'markdown']", fmt),
-            "native": cast("dict[str, Any] | None", native),
-        }
-
-    def _check_react(self, instance: ScopeInstance, message: Message) -> ChatReactEvent:
-        self._check_keys(instance, message, _REACT_KEYS)
-        for key in ("message_id", "reaction"):
-            value = message.get(key)
-            if not isinstance(value, str) or not value:
-                raise self._error(
-                    instance, f"chat.react needs {key!r}, a non-empty str, got {value!r}"
-                )
-        remove = message.get("remove", False)
-        if not isinstance(remove, bool):
-            raise self._error(instance, f"chat.react 'remove' must be a bool, got {remove!r}")
-        return {
-            "type": "chat.react",
-            "message_id": message["message_id"],
-            "reaction": message["reaction"],
-            "remove": remove,
-        }
 
 
 def _host(host: str, port: object) -> str:

@@ -10,16 +10,26 @@ delivery until the application asked for the next one). A collector registered i
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import ClassVar
 
+from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
-__all__ = ["HANDLING_BUCKETS", "GatewayStats", "clock"]
+__all__ = ["EVENTS_DROPPED", "HANDLING_BUCKETS", "Drops", "GatewayStats", "clock"]
+
+logger = logging.getLogger("gateways.base")
+
+EVENTS_DROPPED = Counter(
+    "asgi_gateway_events_dropped_total",
+    "Events a gateway took from its transport but could not deliver, by reason.",
+    ["gateway", "reason"],
+)
 
 #: The clock of handling times (seconds).
 clock = time.perf_counter
@@ -69,6 +79,54 @@ class GatewayStats:
         """Count one event handled in ``seconds``."""
         self.handling_counts[bisect_left(HANDLING_BUCKETS, seconds)] += 1
         self.handling_sum += seconds
+
+
+class Drops:
+    """The events one gateway took but could not deliver, counted in
+    ``asgi_gateway_events_dropped_total{gateway, reason}`` and logged without flooding.
+
+    Attributes:
+        stopping: Events that arrived while the gateway was stopping (reason ``stopping``).
+        full: Events ``dispatch_nowait(..., when_full="drop")`` dropped (reason ``full``).
+    """
+
+    __slots__ = ("full", "gateway", "stopping")
+
+    def __init__(self, gateway: str) -> None:
+        self.gateway = gateway
+        self.stopping = 0
+        self.full = 0
+
+    def while_stopping(self) -> None:
+        """One event arrived after ``stop()`` began (logged once, by ``report``)."""
+        self.stopping += 1
+        EVENTS_DROPPED.labels(self.gateway, "stopping").inc()
+
+    def queue_full(self, key: str, limit: int) -> None:
+        """One event for scope ``key`` dropped: its queue held ``limit`` events. A warning
+        with the running count is logged at the 1st, 10th, 100th, ... drop."""
+        EVENTS_DROPPED.labels(self.gateway, "full").inc()
+        self.full += 1
+        if str(self.full).rstrip("0") == "1":
+            logger.warning(
+                "Gateway %r dropped an event for scope %r: its queue is full "
+                "(max_queued_events %d); %d dropped so far",
+                self.gateway,
+                key,
+                limit,
+                self.full,
+                extra={"gateway": self.gateway, "scope": key},
+            )
+
+    def report(self) -> None:
+        """Log the events dropped while stopping, if any (when the gateway has stopped)."""
+        if self.stopping:
+            logger.warning(
+                "Gateway %r dropped %d events that arrived while it was stopping",
+                self.gateway,
+                self.stopping,
+                extra={"gateway": self.gateway},
+            )
 
 
 class _StatsCollector(Collector):

@@ -41,9 +41,10 @@ class MqttScope(TypedDict):
     type: Literal["mqtt"]
     asgi: ASGIVersions
     gateway: str
-    topic: str
+    #: ``None`` in a scope opened by key (an addressed event, a timer), with no message.
+    topic: str | None
     scope_key: str
-    subscription: str
+    subscription: str | None
     channel_layer: NotRequired[Any]
     state_store: NotRequired[Any]
     route: NotRequired[RouteInfo]

@@ -5,12 +5,19 @@ the README's first command (the in-process broker, the in-memory layer, the cons
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from daemon_helpers import ROOT, Daemon, next_message, state, until_reply
+from terminal_helpers import Reader
 
 from gateways.testing import free_port
 
@@ -74,3 +81,99 @@ async def test_the_averages_survive_sigterm_and_sigkill(tmp_path: Path) -> None:
         assert daemon.stop(signal.SIGTERM) == 0, daemon.output
     finally:
         daemon.stop(signal.SIGKILL)
+
+
+# -- temp addresses the device's scope; the watchdog timer outlives the process ------------
+
+
+class Console:
+    """The thermostat daemon with its console chat in a pseudo-terminal, on a real broker."""
+
+    def __init__(self, tmp_path: Path, mosquitto: Any, **env: str) -> None:
+        master, slave = os.openpty()
+        self.master = master
+        self.stderr = tmp_path / "thermostat.log"
+        with self.stderr.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateways", "run", str(EXAMPLE)],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "MQTT_URL": mosquitto.url,
+                    "THERMOSTAT_STATE": str(tmp_path / "thermostat.sqlite3"),
+                    "LOG_LEVEL": "DEBUG",
+                    **env,
+                },
+                stdin=slave,
+                stdout=slave,
+                stderr=log,
+            )
+        os.close(slave)
+        self.out = Reader(master, self.process, self.stderr)
+        self.out.expect("talking to thermostat")
+
+    def say(self, line: str, answer: str) -> None:
+        self.out.seen = len(self.out.text)
+        os.write(self.master, line.encode() + b"\n")
+        self.out.expect(answer)
+
+    def logged(self, wanted: str, within: float = 20) -> None:
+        """Wait until the daemon's log (stderr) has ``wanted``."""
+        deadline = time.monotonic() + within
+        while wanted not in self.stderr.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{wanted!r} not logged in {within} s:\n{self.stderr.read_text()}")
+            time.sleep(0.05)
+
+    def close(self, sig: signal.Signals) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+        os.close(self.master)
+
+
+def publish(mosquitto: Any, values: list[float]) -> None:
+    """Kitchen's readings at QoS 1, then wait for the count retained with the last one."""
+
+    async def run() -> None:
+        async with asyncio.timeout(20), aiomqtt.Client(mosquitto.host, mosquitto.port) as c:
+            await c.subscribe("devices/kitchen/state", qos=1)
+            for value in values:
+                await c.publish(
+                    "devices/kitchen/telemetry", b'{"temperature": %.1f}' % value, qos=1
+                )
+            async for received in c.messages:
+                if json.loads(received.payload)["count"] == len(values):  # type: ignore[arg-type]
+                    return
+
+    asyncio.run(run())
+
+
+@pytest.mark.mosquitto
+def test_temp_starts_a_device_scope_and_the_watchdog_fires_after_a_sigkill(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    env = {"THERMOSTAT_IDLE_TIMEOUT": "0.5", "THERMOSTAT_WATCHDOG": "10"}
+    console = Console(tmp_path, mosquitto, **env)
+    try:
+        console.say("temp garage", "thermostat: No reading from garage yet.")
+        publish(mosquitto, [20.0, 22.0])
+        # The kitchen's scope ends on idle_timeout; `temp` starts it again, its state loaded.
+        console.logged("ending scope 'devices/kitchen' (idle)")
+        console.say("temp kitchen", "thermostat: kitchen: 22.0 °C, average 21.0 °C over 2 readings")
+        console.process.kill()  # the watchdog (10 s after the last reading) has not fired yet
+        console.process.wait(timeout=10)
+        assert "has not reported" not in console.out.text
+    finally:
+        console.close(signal.SIGKILL)
+
+    console = Console(tmp_path, mosquitto, **env)
+    try:
+        # The next daemon fires the stored watchdog into the alerts conversation...
+        console.out.expect("[#alerts] thermostat: Alert: kitchen has not reported for")
+        # ... and answers from the kitchen's stored state, though no reading came since.
+        console.say("temp kitchen", "thermostat: kitchen: 22.0 °C, average 21.0 °C over 2 readings")
+    finally:
+        console.close(signal.SIGTERM)
+    assert console.process.returncode == 0, console.stderr.read_text()
+    assert console.out.text.count("has not reported") == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +15,7 @@ import pytest
 
 from consumers import ChatCommunicator, MqttCommunicator
 from layer import InMemoryChannelLayer
+from layer.addressing import scope_channel
 from layer.state import MemoryStateStore
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "thermostat"
@@ -93,6 +96,35 @@ async def test_an_invalid_reading_is_counted_and_the_device_goes_on(
 # -- devices meet chat: the chat consumers ask the device consumers over the layer ------------
 
 
+@contextlib.asynccontextmanager
+async def devices_gateway(
+    app: object, layer: InMemoryChannelLayer, scopes: dict[str, MqttCommunicator]
+) -> AsyncIterator[dict[str, MqttCommunicator]]:
+    """The ``devices`` gateway's side of addressed events, for communicators: each event
+    sent to a scope key goes to its communicator in ``scopes``, or to a new one opened by key
+    (``topic`` None), as the MQTT gateway does (``tests/gateways/test_addressing.py`` runs
+    the real one)."""
+
+    async def deliver() -> None:
+        while True:
+            envelope = await layer.receive(scope_channel("devices"))
+            key = envelope["scope_key"]
+            if key not in scopes:
+                scopes[key] = MqttCommunicator(
+                    app, None, scope_key=key, channel_layer=layer, state_store=MemoryStateStore()
+                )
+                await scopes[key].connect()
+            await scopes[key].send_input(envelope["event"])
+
+    task = asyncio.get_running_loop().create_task(deliver())
+    try:
+        yield scopes
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_chat_asks_the_device_consumers_over_the_channel_layer(
     thermostat: ModuleType,
 ) -> None:
@@ -112,6 +144,18 @@ async def test_chat_asks_the_device_consumers_over_the_channel_layer(
     chat = ChatCommunicator(thermostat.application, kind="direct", channel_layer=layer)
     for communicator in (kitchen, hall, chat):
         await communicator.connect()
+    scopes = {"devices/kitchen": kitchen, "devices/hall": hall}
+    async with devices_gateway(thermostat.application, layer, scopes):
+        await ask_the_devices(chat, kitchen, hall)
+    assert "devices/attic" in scopes  # `temp attic` started the attic's scope, by key
+    for communicator in scopes.values():
+        await communicator.disconnect()
+    await chat.disconnect()
+
+
+async def ask_the_devices(
+    chat: ChatCommunicator, kitchen: MqttCommunicator, hall: MqttCommunicator
+) -> None:
     await chat.say("temp kitchen")
     assert await chat.receive_text(timeout=5) == "No reading from kitchen yet."
     await reading(kitchen, "kitchen", 21.5)
@@ -127,8 +171,6 @@ async def test_chat_asks_the_device_consumers_over_the_channel_layer(
     assert await chat.receive_text(timeout=5) == "No reading from attic yet."
     await chat.say("devices")
     assert await chat.receive_text(timeout=5) == "Devices: hall, kitchen"
-    for communicator in (kitchen, hall, chat):
-        await communicator.disconnect()
 
 
 async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
@@ -149,6 +191,15 @@ async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
     )
     for communicator in (alerts, elsewhere, device):
         await communicator.connect()
+    async with devices_gateway(thermostat.application, layer, {"devices/kitchen": device}):
+        await alerts_and_temp(alerts, elsewhere, device)
+    for communicator in (alerts, elsewhere, device):
+        await communicator.disconnect()
+
+
+async def alerts_and_temp(
+    alerts: ChatCommunicator, elsewhere: ChatCommunicator, device: MqttCommunicator
+) -> None:
     await reading(device, "kitchen", 24.0)  # under the threshold (25 here): no alert
     await reading(device, "kitchen", 31.0)
     assert await alerts.receive_text(timeout=5) == ("Alert: kitchen at 31.0 °C, above 25.0 °C")
@@ -158,8 +209,6 @@ async def test_the_alerts_conversation_posts_every_alert_of_the_telemetry_group(
     assert await alerts.receive_text(timeout=5) == (
         "kitchen: 31.0 °C, average 27.5 °C over 2 readings"
     )
-    for communicator in (alerts, elsewhere, device):
-        await communicator.disconnect()
 
 
 # -- examples/idempotent: at least once, handled idempotently --------------------------------

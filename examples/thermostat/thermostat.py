@@ -12,12 +12,20 @@ the same JSON on ``devices/{device_id}/state/reply``. Every device consumer is i
 that group as a ``telemetry.alert`` message, for any consumer in the group (a chat
 conversation, a worker) to act on.
 
-Devices meet chat over the channel layer. Every device consumer is also in the group
-``thermostats`` and answers a ``thermostat.query`` there with its state, sent to the
-query's ``reply_channel``. One ``ThermostatChat`` instance per chat conversation (the
-console, Slack, IRC) answers ``temp kitchen`` by asking the kitchen's consumer, and
-``devices`` by asking them all; the conversation named ``alerts``, which the gateway opens
-at start (its ``conversations`` option), joins ``telemetry`` and posts every alert.
+Each reading also sets the device's ``watchdog`` timer, ``THERMOSTAT_WATCHDOG`` seconds
+(default 600) on: a device that falls silent that long gets a ``thermostat.silent`` event,
+and its consumer sends ``telemetry.silent`` to the group. The timer is stored with the
+state, so it fires also when the daemon was restarted meanwhile (late, then), starting the
+device's scope.
+
+Devices meet chat over the channel layer. One ``ThermostatChat`` instance per chat
+conversation (the console, Slack, IRC) answers ``temp kitchen`` by sending a
+``thermostat.query`` to the scope of that device (``send_to_scope``: gateway ``devices``,
+key ``devices/kitchen``), which answers on the query's ``reply_channel``; that scope is
+started for it, with its stored state, if it is not running. ``devices`` asks every running
+device at once: each device consumer is in the group ``thermostats``. The conversation named
+``alerts``, which the gateway opens at start (its ``conversations`` option), joins
+``telemetry`` and posts every alert and every silence.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -48,9 +58,16 @@ logger = logging.getLogger(__name__)
 #: Degrees above which a reading is sent to the ``telemetry`` group as an alert.
 ALERT_ABOVE = float(os.environ.get("THERMOSTAT_ALERT_ABOVE", "30"))
 TELEMETRY_GROUP = "telemetry"
+#: What ``temp`` and ``set`` take as a device id: one topic level of letters, digits, - or _.
+DEVICE_ID = re.compile(r"[\w-]{1,64}")
 #: Every device consumer is in this group, and answers the queries sent to it.
 DEVICES_GROUP = "thermostats"
-#: Seconds ``temp`` waits for the device's answer, and ``devices`` for all answers.
+#: Seconds without a reading after which a device is reported silent (its watchdog timer).
+WATCHDOG = float(os.environ.get("THERMOSTAT_WATCHDOG", "600"))
+#: The devices' gateway, as gateway.yaml names it: ``temp`` addresses its scopes.
+DEVICES_GATEWAY = "devices"
+#: Seconds ``temp`` waits for the device's answer at most (it comes at once; this only
+#: bounds a lost message), and ``devices`` for all answers.
 ANSWER_WITHIN = float(os.environ.get("THERMOSTAT_ANSWER_WITHIN", "2"))
 ROLL_CALL_WITHIN = float(os.environ.get("THERMOSTAT_ROLL_CALL_WITHIN", "0.5"))
 
@@ -119,6 +136,8 @@ class DeviceConsumer(JsonMqttConsumer):
         self.state.last = reading
         self.state.total += reading
         self.state.count += 1
+        # Replaced by every reading: it fires only after WATCHDOG seconds of silence.
+        self.set_timer("watchdog", {"type": "thermostat.silent"}, delay=WATCHDOG)
         state_topic = f"devices/{self.device_id}/state"
         await self.publish_json(state_topic, self.summary(), qos=1, retain=True)
         if reading > ALERT_ABOVE and self.channel_layer is not None:
@@ -139,6 +158,19 @@ class DeviceConsumer(JsonMqttConsumer):
         logger.info(
             "Device %s above %.1f: %.1f", self.device_id, ALERT_ABOVE, message["temperature"]
         )
+
+    async def thermostat_silent(self, event: dict[str, Any]) -> None:
+        """The watchdog fired: no reading for ``WATCHDOG`` seconds (more if the daemon was
+        down at its ``due`` time). Tell the ``telemetry`` group."""
+        if self.channel_layer is not None:
+            silent_for = time.time() - event["due"] + WATCHDOG
+            await self.channel_layer.group_send(
+                TELEMETRY_GROUP,
+                {"type": "telemetry.silent", "device_id": self.device_id, "seconds": silent_for},
+            )
+
+    async def telemetry_silent(self, message: dict[str, Any]) -> None:
+        """Devices share the ``telemetry`` group with the alerts conversation; not for them."""
 
     async def thermostat_query(self, message: dict[str, Any]) -> None:
         """A chat consumer asks for this device's state (``device_id``) or every device's
@@ -169,12 +201,11 @@ class ThermostatChat(ChatConsumer):
 
     @command("temp", help="a device's latest reading and its average", usage="<device>")
     async def temp(self, message: ChatMessageEvent, args: list[str]) -> str:
-        if len(args) != 1:
+        if len(args) != 1 or not DEVICE_ID.fullmatch(args[0]):
             return "Which device? Say: temp <device>, e.g. temp kitchen"
-        answers = await self.ask(args[0], ANSWER_WITHIN)
-        if not answers or answers[0]["count"] == 0:
+        state = await self.ask_device(args[0])
+        if state is None or state["count"] == 0:
             return f"No reading from {args[0]} yet."
-        state = answers[0]
         readings = "1 reading" if state["count"] == 1 else f"{state['count']} readings"
         return f"{args[0]}: {state['last']:.1f} °C, average {state['avg']:.1f} °C over {readings}"
 
@@ -198,6 +229,22 @@ class ThermostatChat(ChatConsumer):
         if not answers:
             return f"No device {device_id} has reported; nothing sent."
         return f"{device_id}: setpoint {setpoint:.1f} °C sent."
+
+    async def ask_device(self, device_id: str) -> dict[str, Any] | None:
+        """Send a ``thermostat.query`` to the scope of ``device_id`` (started if it is not
+        running, its state loaded) and return its answer; ``None`` if none came within
+        ``ANSWER_WITHIN`` seconds (the daemon is overloaded, or the answer was lost)."""
+        layer = self.channel_layer
+        if layer is None:
+            return None
+        reply_channel = await layer.new_channel("thermostat.answers.")
+        query = {"type": "thermostat.query", "device_id": device_id, "reply_channel": reply_channel}
+        await self.send_to_scope(DEVICES_GATEWAY, f"devices/{device_id}", query)
+        try:
+            async with asyncio.timeout(ANSWER_WITHIN):
+                return await layer.receive(reply_channel)  # type: ignore[no-any-return]
+        except TimeoutError:
+            return None
 
     async def ask(
         self, device_id: str | None, within: float, **message: Any
@@ -233,6 +280,11 @@ class AlertChat(ThermostatChat):
             f"Alert: {message['device_id']} at {message['temperature']:.1f} °C, "
             f"above {message['threshold']:.1f} °C"
         )
+
+    async def telemetry_silent(self, message: dict[str, Any]) -> None:
+        seconds = message["seconds"]
+        silence = f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
+        await self.say(f"Alert: {message['device_id']} has not reported for {silence}")
 
 
 device = DeviceConsumer.as_asgi()

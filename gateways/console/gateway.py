@@ -30,7 +30,13 @@ from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway, ChatGatewayOptions
 from gateways.console.lines import CONTROL_LINES, WORD, MessageLog, handle_line
 from gateways.console.stdin import ConsoleStdin
-from layer.types import ASGIApp, ChatReactEvent, ChatSendMessageEvent, ChatTypingEvent
+from layer.types import (
+    ASGIApp,
+    ChatConversation,
+    ChatReactEvent,
+    ChatSendMessageEvent,
+    ChatTypingEvent,
+)
 
 __all__ = ["CONTROL_LINES", "ConsoleGateway", "ConsoleGatewayOptions"]
 
@@ -168,6 +174,17 @@ class ConsoleGateway(ChatGateway):
             channel_id, thread = self.channel_id, self.thread
         place = channel_id if channel_id.startswith("@") else f"#{channel_id}"
         return place if thread is None else f"{place} thread {thread}"
+
+    def conversation_of_key(self, key: str) -> ChatConversation | None:
+        """``ChatGateway.conversation_of_key``, knowing the console's ids: a DM's channel is
+        ``@user``, any other channel is named after itself."""
+        conversation = super().conversation_of_key(key)
+        if conversation is not None:
+            direct = conversation["id"].startswith("@")
+            if conversation["kind"] != "thread":
+                conversation["kind"] = "direct" if direct else "group"
+            conversation["name"] = None if direct else conversation["id"]
+        return conversation
 
     # -- the transport -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
 from gateways.daemon.registry import resolve_gateway
+from gateways.daemon.timers import TimerService
 from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
 from layer.state import GroupCommit, StateError, StateStore, build_state_store
@@ -54,6 +55,8 @@ class Daemon:
         monitoring: The monitoring server, started first and stopped last; or ``None``.
         state_store: The store of durable scopes (the ``state:`` section), given to every
             gateway and worker and closed when the daemon stops; or ``None``.
+        timer_interval: Seconds between looks for the store's due timers
+            (``gateways.daemon.timers``), once every gateway has started.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Daemon:
         workers: Sequence[Gateway] = (),
         monitoring: MonitoringServer | None = None,
         state_store: StateStore | None = None,
+        timer_interval: float = 1.0,
     ) -> None:
         self.application = application
         self.gateways = gateways
@@ -78,6 +82,11 @@ class Daemon:
                 gateway.state_store = state_store
         self.shutdown_timeout = shutdown_timeout
         self._stop: asyncio.Event | None = None
+        #: Fires the stored timers into the gateways' scopes; ``None`` without a store.
+        self.timers: TimerService | None = None
+        if state_store is not None:
+            targets = {g.name: g for g in [*self.gateways, *self.workers]}
+            self.timers = TimerService(state_store, targets, interval=timer_interval)
 
     @classmethod
     def from_config(cls, config: Config) -> Daemon:
@@ -124,6 +133,7 @@ class Daemon:
             shutdown_timeout=config.shutdown_timeout,
             workers=workers,
             state_store=state_store,
+            timer_interval=config.state.timer_interval if config.state else 1.0,
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -174,6 +184,7 @@ class Daemon:
             shutdown_timeout=config.shutdown_timeout,
             workers=[worker],
             state_store=_state_store(config),
+            timer_interval=config.state.timer_interval if config.state else 1.0,
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -205,11 +216,15 @@ class Daemon:
                     await gateway.start()
                     started.append(gateway)
                     logger.info("Gateway %r (%s) started", gateway.name, gateway.protocol)
+                if self.timers is not None:
+                    self.timers.start()
                 failure = await _wait_for_stop_or_failure(stop, started)
             except GatewayError as exc:
                 failure = exc
             finally:
                 logger.info("Stopping: draining scopes for up to %.1f s", self.shutdown_timeout)
+                if self.timers is not None:
+                    await self.timers.stop()
                 workers = [g for g in started if g in self.workers]
                 await asyncio.gather(
                     *(g.stop(self.shutdown_timeout) for g in started if g not in workers),

@@ -35,7 +35,8 @@ from prometheus_client import Counter
 from pydantic import Field, field_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from gateways.base import EVENTS_DROPPED, Gateway, GatewayError, GatewayOptions, ScopeInstance
+from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
+from gateways.metrics import EVENTS_DROPPED
 from layer import ChannelLayer, InvalidName, require_valid_channel_name
 from layer.types import ASGIApp, Message, Scope
 
@@ -154,6 +155,8 @@ class Worker(Gateway):
 
     protocol = "channel"
     options_model = WorkerOptions
+    # Its scopes are its channel names, which take messages already.
+    addressable = False
 
     def __init__(
         self,

@@ -310,7 +310,7 @@ class DiscordGateway(ChatGateway):
         """
         emoji = emoji_for(event["reaction"])
         if emoji is None:
-            raise self._error(
+            raise self.scope_error(
                 instance,
                 f"chat.react {event['reaction']!r} is no emoji Discord knows: give a Unicode "
                 "emoji, a custom emoji as name:id, or one of the names "
@@ -347,18 +347,18 @@ class DiscordGateway(ChatGateway):
         try:
             return await call
         except hikari.RateLimitTooLongError as exc:
-            raise self._error(
+            raise self.scope_error(
                 instance,
                 f"{what}: Discord asked to wait {exc.retry_after:.1f} s, over max_rate_limit "
                 f"({self.options.max_rate_limit} s)",
             ) from exc
         except hikari.HTTPResponseError as exc:
-            raise self._error(
+            raise self.scope_error(
                 instance,
                 f"Discord refused {what}: {int(exc.status)} {exc.message!r} (code {exc.code})",
             ) from exc
         except (hikari.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
-            raise self._error(
+            raise self.scope_error(
                 instance,
                 f"{what} failed: cannot reach Discord at {self.options.api_url!r}: {exc!r}",
             ) from exc

@@ -43,7 +43,8 @@ from gateways.mqtt.incoming import Incoming
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.refusals import Publisher, connack_refusal
 from gateways.mqtt.subscriptions import SubscriptionTable
-from layer.types import ASGIApp, Message
+from layer.topics import validate_topic_name
+from layer.types import ASGIApp, Message, Scope
 
 __all__ = ["MqttGateway", "MqttGatewayOptions"]
 
@@ -424,6 +425,19 @@ class MqttGateway(Gateway):
             consumer.cancel()
             await asyncio.wait((subscriber, consumer))
         raise aiomqtt.MqttError("the message stream ended")
+
+    def scope_for_key(self, key: str) -> Scope | None:
+        """The scope for an event addressed to ``key`` (``Gateway.deliver``): ``topic`` and
+        ``subscription`` are ``None``, as no message opened it (``TopicRouter`` then routes
+        on ``scope_key``); ``None`` for a key no message could open (``docs/specs/mqtt.md``,
+        *Scopes opened by key*)."""
+        try:
+            validate_topic_name(key)
+        except (TypeError, ValueError):
+            return None
+        if not self._subscriptions.is_scope_key(key):
+            return None
+        return self.new_scope(topic=None, scope_key=key, subscription=None)
 
     # -- acknowledging what was handled ------------------------------------------------
 

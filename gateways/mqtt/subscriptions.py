@@ -144,6 +144,18 @@ class SubscriptionTable:
                 return "/".join(topic.split("/")[: rule.levels]), topic_filter
         return topic, topic_filter
 
+    def is_scope_key(self, key: str) -> bool:
+        """Whether traffic could open a scope ``key`` (a valid topic name): the first levels
+        of a topic that a ``scopes`` rule of as many ``levels`` groups, or a topic that a
+        filter of the gateway matches and no rule groups. For scopes opened by key
+        (``Gateway.scope_for_key``)."""
+        count = key.count("/") + 1
+        for rule in self._options.scopes:
+            if rule.levels == count and filter_matches(_first_levels(rule.filter, count), key):
+                return True
+        routed = self.route(key)
+        return routed is not None and routed[0] == key
+
     def owners_by_ids(self, topic: str, ids: list[int]) -> Iterator[ScopeInstance]:
         """Owners of the filters of these subscription identifiers. The filter must match
         the topic: a persistent session may still carry identifiers from a previous run."""
@@ -370,3 +382,10 @@ class SubscriptionTable:
             self.id_filters[subscription_identifier] = topic_filter
             self._next_id += 1
         return subscribe_properties(subscription_identifier)
+
+
+def _first_levels(topic_filter: str, count: int) -> str:
+    """The filter of the first ``count`` levels of what ``topic_filter`` matches (a filter of
+    fewer levels, or one ending in ``#`` there, as it is)."""
+    levels = topic_filter.split("/")
+    return topic_filter if len(levels) <= count else "/".join(levels[:count])

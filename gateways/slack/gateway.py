@@ -386,7 +386,7 @@ class SlackGateway(ChatGateway):
                 API's ``typing`` is not available to new apps; ``assistant.threads.setStatus``
                 works only in AI assistant threads).
         """
-        raise self._error(
+        raise self.scope_error(
             instance,
             "Slack has no typing indicator for bots in its Web API (chat.typing can't be "
             "shown; assistant.threads.setStatus works only in AI assistant threads)",
@@ -407,9 +407,9 @@ class SlackGateway(ChatGateway):
             error = exc.response.get("error")
             if harmless is not None and error == harmless:
                 return {"ok": True}
-            raise self._error(instance, f"Slack answered {method} with {error!r}") from exc
+            raise self.scope_error(instance, f"Slack answered {method} with {error!r}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._error(
+            raise self.scope_error(
                 instance,
                 f"{method} failed: cannot reach Slack's Web API at {self.options.base_url!r}: "
                 f"{exc!r}",

@@ -9,6 +9,7 @@ from typing import Any
 from consumers import AsyncConsumer
 from gateways.base import Gateway, GatewayOptions, ScopeInstance
 from layer import InMemoryChannelLayer
+from layer.addressing import scope_channel
 from layer.types import Message
 
 
@@ -111,7 +112,8 @@ async def test_an_ended_consumer_leaves_no_waiter_or_group_behind() -> None:
     for key in ("a", "b"):
         await gateway.feed(key, n=0)
     await settle(lambda: len(names) == 2)
-    assert set(layer._waiters) == set(names.values())
+    # The consumers' channels, and the gateway's own for addressed events.
+    assert set(layer._waiters) == {*names.values(), scope_channel(gateway.name)}
     await gateway.stop(drain_timeout=1)
     assert seen.count(("disconnect", "shutdown")) == 2
     assert layer._waiters == {}

@@ -539,3 +539,41 @@ def test_the_chatbot_example_keeps_its_count_across_a_restart(
             assert interrupt(process) == 0
         finally:
             os.close(master)
+
+
+def test_a_chatbot_reminder_set_before_a_sigkill_is_posted_after_the_restart(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """examples/chatbot's ``remind``: a timer stored with the conversation's state, fired by
+    the next daemon into the conversation's scope, which it opens by key."""
+    config = ROOT / "examples" / "chatbot" / "gateway.yaml"
+    master, slave = os.openpty()
+    try:
+        process = run(processes, config, slave, slave, tmp_path / "r.log")
+        os.close(slave)
+        out = Reader(master, process, tmp_path / "r.log")
+        out.expect("@you you> ")
+        os.write(master, b"remind 1 s kettle\n")
+        out.expect("[@you] bot: OK, in 1 s: kettle")
+        out.expect("[@you] bot: Reminder: kettle")  # while the daemon runs
+        os.write(master, b"remind 3 s tea\n")
+        out.expect("[@you] bot: OK, in 3 s: tea")
+        # The next answer comes after the remind command's state (and timer) was saved.
+        os.write(master, b"count\n")
+        out.expect("[@you] bot: 0 so far")
+        process.kill()
+        process.wait(timeout=10)
+    finally:
+        os.close(master)
+    assert "Reminder: tea" not in out.text
+    master, slave = os.openpty()
+    try:
+        process = run(processes, config, slave, slave, tmp_path / "r.log")
+        os.close(slave)
+        out = Reader(master, process, tmp_path / "r.log")
+        out.expect("[@you] bot: Reminder: tea")
+        out.expect("@you you> ")
+        assert interrupt(process) == 0
+    finally:
+        os.close(master)
+    assert out.text.count("Reminder:") == 1  # the kettle's fired in the first run only
