@@ -150,8 +150,9 @@ def publish(mosquitto: Any, values: list[float]) -> None:
 
 
 @pytest.mark.mosquitto
-def test_temp_starts_a_device_scope_and_the_watchdog_fires_after_a_sigkill(
-    tmp_path: Path, mosquitto: Any
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_temp_starts_a_device_scope_and_the_watchdog_fires_after_a_restart(
+    tmp_path: Path, mosquitto: Any, stop: signal.Signals
 ) -> None:
     env = {"THERMOSTAT_IDLE_TIMEOUT": "0.5", "THERMOSTAT_WATCHDOG": "10"}
     console = Console(tmp_path, mosquitto, **env)
@@ -161,8 +162,9 @@ def test_temp_starts_a_device_scope_and_the_watchdog_fires_after_a_sigkill(
         # The kitchen's scope ends on idle_timeout; `temp` starts it again, its state loaded.
         console.logged("ending scope 'devices/kitchen' (idle)")
         console.say("temp kitchen", "thermostat: kitchen: 22.0 °C, average 21.0 °C over 2 readings")
-        console.process.kill()  # the watchdog (10 s after the last reading) has not fired yet
-        console.process.wait(timeout=10)
+        # The watchdog (10 s after the last reading) has not fired yet.
+        console.process.send_signal(stop)
+        assert console.process.wait(timeout=20) == (-stop if stop == signal.SIGKILL else 0)
         assert "has not reported" not in console.out.text
     finally:
         console.close(signal.SIGKILL)
