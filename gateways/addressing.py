@@ -59,6 +59,7 @@ async def receive_addressed(gateway: AddressedHost, layer: ChannelLayer) -> None
         before_sleep=log_retry,
         reraise=True,
     )
+
     async def receive() -> Message:
         return await layer.receive(channel)  # our layers give a Future: awaited here
 
