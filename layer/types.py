@@ -203,6 +203,7 @@ class ChatMessageEvent(TypedDict):
     mentions_bot: bool
     attachments: list[ChatAttachment]
     raw: dict[str, Any]
+    idempotency_key: NotRequired[str]
 
 
 class ChatCommandEvent(TypedDict):
@@ -213,6 +214,7 @@ class ChatCommandEvent(TypedDict):
     text: str
     user: ChatUser
     raw: dict[str, Any]
+    idempotency_key: NotRequired[str]
 
 
 class ChatReactionEvent(TypedDict):
@@ -222,6 +224,7 @@ class ChatReactionEvent(TypedDict):
     added: bool
     user: ChatUser
     raw: dict[str, Any]
+    idempotency_key: NotRequired[str]
 
 
 class ChatActionEvent(TypedDict):
@@ -233,6 +236,7 @@ class ChatActionEvent(TypedDict):
     message_id: str | None
     user: ChatUser
     raw: dict[str, Any]
+    idempotency_key: NotRequired[str]
 
 
 class ChatDisconnectEvent(TypedDict):

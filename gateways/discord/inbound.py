@@ -8,6 +8,12 @@ in (https://discord.com/developers/docs/topics/threads); a DM is a channel witho
 https://discord.com/developers/docs/events/gateway-events#message-create). So a message in
 a thread is in the conversation ``(parent channel, thread)``, of kind ``"thread"`` (with
 ``conversation_key: thread``), and its ``thread_id`` is the thread's channel id.
+
+A ``chat.message`` has ``idempotency_key`` ``"discord:<message id>"`` (``docs/state.md``):
+the message's snowflake, unique on Discord
+(https://discord.com/developers/docs/reference#snowflakes) and the same when a resumed
+session replays its ``MESSAGE_CREATE``. A ``chat.reaction`` has none: a reaction dispatch
+carries no id of its own, and the same user adding the same emoji again is a new event.
 """
 
 from __future__ import annotations
@@ -153,6 +159,7 @@ class DiscordInbound:
                 "mentions_bot": mentions_bot(payload, self.host.bot["id"]),
                 "attachments": attachments(payload),
                 "raw": payload,
+                "idempotency_key": f"discord:{message_id}",
             },
         )
 

@@ -10,6 +10,12 @@ direct room, section 11.23.1), and delivers each joined room's new timeline even
 - the bot's own events are never delivered, nor any event up to the bot's own join in a
   room it has just joined (the backlog a new member may read), nor anything in the first
   sync of a store without a sync token (the whole history), nor an event seen already.
+
+Every event has ``idempotency_key`` ``"matrix:<event id>"`` (``docs/state.md``): the id
+(``$...``) of the ``m.room.message``, of the ``m.reaction``, or of the redaction that took
+a reaction away. Each event has an id of its own, given once by the homeserver
+(https://spec.matrix.org/latest/appendices/#event-ids), and a ``/sync`` that brings an
+event again (after a restart whose store's sync token is behind) brings the same id.
 """
 
 from __future__ import annotations
@@ -208,6 +214,7 @@ class Inbound:
                 "msgtype": msgtype,
                 "reply_to": reply_to,
             },
+            "idempotency_key": f"matrix:{event_id}",
         }
         await self.host.dispatch_chat(key, conversation, cast("Message", event))
 
@@ -252,4 +259,7 @@ class Inbound:
             "user": _user_of(self.rooms.get(room_id), sender),
             "raw": {"room_id": room_id, "event": source},
         }
+        event_id = source.get("event_id")  # the reaction's, or its redaction's
+        if isinstance(event_id, str):
+            event["idempotency_key"] = f"matrix:{event_id}"
         await self.host.dispatch_chat(key, conversation, cast("Message", event))

@@ -5,6 +5,19 @@ Shapes are Slack's (https://docs.slack.dev/reference/events/message,
 https://docs.slack.dev/interactivity/implementing-slash-commands,
 https://docs.slack.dev/reference/interaction-payloads/block_actions-payload); the events are
 those of ``docs/specs/chat.md``.
+
+Each event has an ``idempotency_key`` (``docs/state.md``), the same when Slack delivers
+it again (a retry keeps its ``event_id``: https://docs.slack.dev/apis/events-api/, "Retries"):
+
+- ``chat.message``: ``"slack:<channel>/<ts>"``, the message's own id (a ``ts`` is unique in
+  its channel), so that a message Slack sends both as ``message`` and as ``app_mention``
+  (two ``event_id`` s) is applied once too;
+- ``chat.reaction``: ``"slack:<event_id>"`` (a reaction has no id of its own);
+- ``chat.command``: ``"slack:<trigger_id>"``, and ``chat.action``:
+  ``"slack:<trigger_id>/<n>"`` (``n``: the action's index in ``actions``): Slack does not
+  retry these, but gives each invocation a ``trigger_id`` of its own.
+
+A payload without the id it needs has no key (and is handled as any other, at least once).
 """
 
 from __future__ import annotations
@@ -114,18 +127,18 @@ class SlackInbound:
         """Dispatch one acknowledged payload: ``kind`` ``"event"`` (an Events API body),
         ``"command"`` (a slash command's fields) or ``"action"`` (a ``block_actions``)."""
         if kind == "event":
-            await self._event(_object(body.get("event")))
+            await self._event(_object(body.get("event")), _text(body.get("event_id")))
         elif kind == "command":
             await self._command(body)
         else:
             await self._action(body)
 
-    async def _event(self, event: dict[str, Any]) -> None:
+    async def _event(self, event: dict[str, Any], event_id: str | None) -> None:
         kind = event.get("type")
         if kind in ("message", "app_mention"):
             await self._message(event, mentioned=kind == "app_mention")
         elif kind in ("reaction_added", "reaction_removed"):
-            await self._reaction(event)
+            await self._reaction(event, event_id)
 
     def _is_own(self, event: dict[str, Any]) -> bool:
         bot_id = event.get("bot_id")
@@ -165,10 +178,11 @@ class SlackInbound:
                 "mentions_bot": mentioned or mentions(text, self.host.bot["id"]),
                 "attachments": attachments(event.get("files")),
                 "raw": event,
+                "idempotency_key": f"slack:{channel}/{ts}",
             },
         )
 
-    async def _reaction(self, event: dict[str, Any]) -> None:
+    async def _reaction(self, event: dict[str, Any], event_id: str | None) -> None:
         item = _object(event.get("item"))
         user_id = _text(event.get("user")) or ""
         if item.get("type") != "message" or user_id == self.host.bot["id"]:
@@ -179,18 +193,15 @@ class SlackInbound:
         # A reaction names its message only: its thread is known for messages seen lately.
         thread_id = self.threads.get(channel, ts)
         key, conversation = await self._conversation(channel, None, thread_id, user_id)
-        await self.host.dispatch_chat(
-            key,
-            conversation,
-            {
-                "type": "chat.reaction",
-                "message_id": ts,
-                "reaction": str(event.get("reaction") or ""),
-                "added": event.get("type") == "reaction_added",
-                "user": await self._user(user_id),
-                "raw": event,
-            },
-        )
+        reacted: dict[str, Any] = {
+            "type": "chat.reaction",
+            "message_id": ts,
+            "reaction": str(event.get("reaction") or ""),
+            "added": event.get("type") == "reaction_added",
+            "user": await self._user(user_id),
+            "raw": event,
+        }
+        await self.host.dispatch_chat(key, conversation, _keyed(reacted, event_id))
 
     async def _command(self, body: dict[str, Any]) -> None:
         channel, user_id = _text(body.get("channel_id")) or "", _text(body.get("user_id")) or ""
@@ -201,16 +212,15 @@ class SlackInbound:
         channel_type = "im" if channel_name == "directmessage" else None
         hint = channel_name if channel_name not in _NOT_NAMES else None
         key, conversation = await self._conversation(channel, channel_type, None, user_id, hint)
+        command: dict[str, Any] = {
+            "type": "chat.command",
+            "command": str(body.get("command") or ""),
+            "text": str(body.get("text") or ""),
+            "user": await self._user(user_id, hint=body.get("user_name")),
+            "raw": _without_token(body),
+        }
         await self.host.dispatch_chat(
-            key,
-            conversation,
-            {
-                "type": "chat.command",
-                "command": str(body.get("command") or ""),
-                "text": str(body.get("text") or ""),
-                "user": await self._user(user_id, hint=body.get("user_name")),
-                "raw": _without_token(body),
-            },
+            key, conversation, _keyed(command, _text(body.get("trigger_id")))
         )
 
     async def _action(self, body: dict[str, Any]) -> None:
@@ -235,22 +245,21 @@ class SlackInbound:
             user_id, hint=_text(user_info.get("username")) or _text(user_info.get("name"))
         )
         raw = _without_token(body)
+        trigger_id = _text(body.get("trigger_id"))
         actions = body.get("actions")
-        for action in actions if isinstance(actions, list) else []:
+        for index, action in enumerate(actions if isinstance(actions, list) else []):
             if not isinstance(action, dict):
                 continue
-            await self.host.dispatch_chat(
-                key,
-                conversation,
-                {
-                    "type": "chat.action",
-                    "action_id": str(action.get("action_id") or ""),
-                    "value": action_value(action),
-                    "message_id": message_id,
-                    "user": user,
-                    "raw": raw,
-                },
-            )
+            pressed: dict[str, Any] = {
+                "type": "chat.action",
+                "action_id": str(action.get("action_id") or ""),
+                "value": action_value(action),
+                "message_id": message_id,
+                "user": user,
+                "raw": raw,
+            }
+            once = f"{trigger_id}/{index}" if trigger_id else None
+            await self.host.dispatch_chat(key, conversation, _keyed(pressed, once))
 
     async def _conversation(
         self,
@@ -322,6 +331,13 @@ def _object(value: Any) -> dict[str, Any]:
 def _text(value: Any) -> str | None:
     """``value`` if it is a string, else ``None``."""
     return value if isinstance(value, str) else None
+
+
+def _keyed(event: dict[str, Any], slack_id: str | None) -> dict[str, Any]:
+    """``event`` with ``idempotency_key`` ``"slack:<slack_id>"``; unchanged without an id."""
+    if slack_id:
+        event["idempotency_key"] = f"slack:{slack_id}"
+    return event
 
 
 def _without_token(body: dict[str, Any]) -> dict[str, Any]:

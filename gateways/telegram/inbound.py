@@ -20,6 +20,11 @@ supergroup with ``is_forum``) is in the thread ``message_thread_id``. ``mentions
 ``mention`` entity ``@<bot username>``, a ``text_mention`` of the bot, or a reply to one of
 the bot's messages. The user is ``{"id": "<from.id>", "name": "<first> <last>", "is_bot",
 "identity": "telegram:<from.id>"}``: Telegram vouches for ``from.id``.
+
+Every event has ``idempotency_key`` ``"telegram:<update_id>"`` (``docs/state.md``): an
+update's id is unique to the bot and the same when Telegram sends the update again (it keeps
+an update until it is confirmed, https://core.telegram.org/bots/api#getupdates). An edit is an
+update of its own, so its key differs from the original message's.
 """
 
 from __future__ import annotations
@@ -107,13 +112,16 @@ class TelegramInbound:
         """The scope key, conversation and event of an update; ``None`` for an update that
         is not the application's (the bot's own message, another bot's command, a type the
         gateway does not deliver, a message with nobody behind it)."""
+        converted: Converted | None = None
         if update.message is not None:
-            return self._message(update.message, edited=False)
-        if update.edited_message is not None:
-            return self._message(update.edited_message, edited=True)
-        if update.callback_query is not None:
-            return self._callback(update.callback_query)
-        return None
+            converted = self._message(update.message, edited=False)
+        elif update.edited_message is not None:
+            converted = self._message(update.edited_message, edited=True)
+        elif update.callback_query is not None:
+            converted = self._callback(update.callback_query)
+        if converted is not None:
+            converted[2]["idempotency_key"] = f"telegram:{update.update_id}"
+        return converted
 
     def _conversation(
         self, chat: Chat, thread_id: str | None, user_id: str

@@ -39,7 +39,13 @@ from gateways.chat import ChatGateway
 from gateways.containers import BoundedMap
 from gateways.xmpp.client import SessionFailure, XmppClient
 from gateways.xmpp.options import XmppGatewayOptions, XmppRoom
-from gateways.xmpp.text import is_delayed, mentions_nick, message_id, raw_message
+from gateways.xmpp.text import (
+    idempotency_key,
+    is_delayed,
+    mentions_nick,
+    message_id,
+    raw_message,
+)
 from layer.types import (
     ASGIApp,
     ChatBot,
@@ -403,6 +409,9 @@ class XmppGateway(ChatGateway):
             "attachments": [],
             "raw": raw_message(message),
         }
+        once = idempotency_key(message, kind == "group", str(client.boundjid.bare))
+        if once is not None:
+            event["idempotency_key"] = once
         await self.dispatch_chat(key, conversation, cast("Message", event))
 
     # -- events from the application -----------------------------------------------------

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["is_delayed", "mentions_nick", "message_id", "raw_message"]
+__all__ = ["idempotency_key", "is_delayed", "mentions_nick", "message_id", "raw_message"]
+
+#: XEP-0359's namespace (``<stanza-id/>``, ``<origin-id/>``).
+_SID = "urn:xmpp:sid:0"
 
 
 def mentions_nick(text: str, nick: str) -> bool:
@@ -49,6 +52,36 @@ def message_id(message: Any, room: bool) -> str | None:
         if stanza_id is not None and stanza_id["id"] and stanza_id["by"] == message["from"].bare:
             return str(stanza_id["id"])
     return str(message["id"]) or None
+
+
+def idempotency_key(message: Any, room: bool, account: str) -> str | None:
+    """A message's ``idempotency_key`` (``docs/state.md``), the same when the message comes
+    again (a XEP-0198 resumption resending it, the server's offline store):
+
+    - ``"xmpp:<stanza-id>"``: a XEP-0359 ``<stanza-id/>`` set by the room (``by`` the room's
+      bare JID) for a groupchat message, or by the bot's own server (``by`` the bot's bare
+      JID, when it archives messages) for any other. Such an id is unique and stable within
+      the scope of its ``by``, and an entity that sets them deletes one a sender forged in
+      its name (XEP-0359, "Use Cases" and "Business Rules");
+    - else ``"xmpp:<sender's full JID>#<id attribute>"``: the ``id`` the sender's client
+      set. RFC 6120 (section 8.1.3) asks it to be unique only within the sender's stream:
+      the sender in front keeps two senders' ids apart (clients generate random ids, so a
+      sender's ids rarely repeat across its streams, though the RFC does not forbid it);
+    - ``None`` when the message has neither.
+
+    Args:
+        message: A slixmpp ``Message``.
+        room: Whether it is a groupchat message.
+        account: The bot's bare JID.
+    """
+    sender = message["from"]
+    setter = str(sender.bare) if room else account
+    for element in message.xml.findall(f"{{{_SID}}}stanza-id"):
+        stanza_id = element.get("id")
+        if stanza_id and element.get("by") == setter:
+            return f"xmpp:{stanza_id}"
+    attribute = str(message["id"])
+    return f"xmpp:{sender}#{attribute}" if attribute else None
 
 
 def raw_message(message: Any) -> dict[str, Any]:
