@@ -84,16 +84,20 @@ def state_key(name: str, scope: Scope) -> StateKey:
     return StateKey(name, gateway, key)
 
 
+def _warn_unavailable(key: StateKey, exc: BaseException | None, delay: float) -> None:
+    logger.warning(
+        "State store unavailable for %s (%s); retrying in %.1f s, the event waits",
+        key,
+        exc,
+        delay,
+        extra={"gateway": key.gateway, "scope": key.scope_key},
+    )
+
+
 def _log_retry(key: StateKey) -> Callable[[RetryCallState], None]:
     def log(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        logger.warning(
-            "State store unavailable for %s (%s); retrying in %.1f s, the event waits",
-            key,
-            exc,
-            state.upcoming_sleep,
-            extra={"gateway": key.gateway, "scope": key.scope_key},
-        )
+        _warn_unavailable(key, exc, state.upcoming_sleep)
 
     return log
 
@@ -325,7 +329,15 @@ class DurableState:
 
 
 async def _retrying(key: StateKey, call: Callable[[], Any]) -> Any:
-    """``await call()``, again after ``StoreUnavailable`` with backoff, for ever (logged)."""
+    """``await call()``, again after ``StoreUnavailable`` with backoff, for ever (logged).
+
+    The first attempt is a plain call: tenacity's machinery, most of a save on a fast
+    store, is set up only once the store has failed (``bench/state_scopes.py``)."""
+    try:
+        return await call()
+    except StoreUnavailable as exc:
+        _warn_unavailable(key, exc, RETRY_INITIAL)
+        await asyncio.sleep(RETRY_INITIAL)
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(StoreUnavailable),
         wait=wait_exponential_jitter(multiplier=RETRY_INITIAL, max=RETRY_MAX, jitter=RETRY_INITIAL),
