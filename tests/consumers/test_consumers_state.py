@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from consumers import JsonMqttConsumer
 from consumers.state import StateModelError
 from consumers.testing import MqttCommunicator
-from layer.state import MemoryStateStore, SqliteStateStore, StateKey, StateStore
+from layer.state import MemoryStateStore, SqliteStateStore, StateKey, StateStore, StoreUnavailable
 
 
 class Counts(BaseModel):
@@ -222,3 +222,41 @@ async def test_a_model_without_defaults_is_refused_at_start() -> None:
     await communicator.connect()
     with pytest.raises(StateModelError, match="valid with no arguments"):
         await communicator.wait(1)
+
+
+class AwayTwice(MemoryStateStore):
+    """A store whose first two saves fail as a server that is away does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+
+    async def save(self, key: StateKey, data: bytes, **kwargs: Any) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable(f"{key}: connection refused")
+        return await super().save(key, data, **kwargs)
+
+
+async def test_a_store_that_is_away_makes_the_save_wait_and_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = AwayTwice()
+    communicator = MqttCommunicator(Counter.as_asgi(), "devices/kitchen", state_store=store)
+    await communicator.connect()
+    await communicator.send_message(json.dumps({"value": 2}), qos=1)
+    # The answer went out; the save waits (0.1 s, then about 0.2 s) until the store is back.
+    assert (await communicator.receive_publish(timeout=1))["payload"] == b"1"
+    key = StateKey("counter", "test", "devices/kitchen")
+    for _ in range(200):
+        if await store.load(key) is not None:
+            break
+        await communicator.receive_nothing(timeout=0.01)
+    loaded = await store.load(key)
+    assert loaded is not None
+    assert json.loads(loaded.data)["state"] == {"count": 1, "total": 2.0}
+    assert store.failures == 0
+    warnings = [r for r in caplog.records if "State store unavailable for" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "the event waits" in warnings[0].getMessage()
+    await communicator.disconnect()
