@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateways.base import GatewayError
 from gateways.daemon.monitoring import MonitoringServer
 from gateways.metrics import HANDLING_BUCKETS, GatewayStats
+from gateways.testing import RedisServer
+from layer.state import StateError, StoreUnavailable
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -200,3 +202,130 @@ async def test_slack_is_connected_while_its_socket_is_open(
         async with asyncio.timeout(10):
             await gateway.stop()
     assert not gateway.connected
+
+
+class Store:
+    """What ``MonitoringServer`` reads of a state store: ``ping()``, which answers, raises
+    ``problem`` or never answers (``hang``)."""
+
+    def __init__(self) -> None:
+        self.problem: Exception | None = None
+        self.hang = False
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.problem is not None:
+            raise self.problem
+
+
+async def test_readyz_names_a_state_store_that_does_not_answer() -> None:
+    store = Store()
+    gateways = [Transport("devices", True)]
+    server = MonitoringServer(
+        "127.0.0.1",
+        0,
+        lambda: gateways,  # type: ignore[arg-type,return-value]
+        state_store=lambda: store,  # type: ignore[arg-type,return-value]
+        store_backend="redis",
+        store_timeout=0.2,
+    )
+    await server.start()
+    try:
+        status, body = await get(f"{server.url}/readyz")
+        assert (status, json.loads(body)) == (200, {"ready": True, "not_connected": []})
+        assert value(await metrics(server.url), "asgi_gateway_state_store_up", backend="redis") == 1
+
+        # Refused: the reason is shown, without the password of a URL in it.
+        store.problem = StoreUnavailable(
+            "redis state store redis://:hunter2@10.0.0.1:6379/0: Connection refused"
+        )
+        status, body = await get(f"{server.url}/readyz")
+        assert status == 503
+        assert json.loads(body) == {
+            "ready": False,
+            "not_connected": [
+                "state store (redis): unavailable: "
+                "redis state store redis://:***@10.0.0.1:6379/0: Connection refused"
+            ],
+        }
+        assert "hunter2" not in body
+        assert value(await metrics(server.url), "asgi_gateway_state_store_up", backend="redis") == 0
+
+        # No answer at all (a server stopped with SIGSTOP): unavailable after store_timeout.
+        store.problem, store.hang = None, True
+        gateways[0].connected = False
+        status, body = await get(f"{server.url}/readyz")
+        assert (status, json.loads(body)) == (
+            503,
+            {
+                "ready": False,
+                "not_connected": [
+                    "devices",
+                    "state store (redis): unavailable: no answer within 0.2 s",
+                ],
+            },
+        )
+
+        # Any other error of the store: not ready either.
+        store.hang, store.problem = False, StateError("the file is damaged")
+        gateways[0].connected = True
+        status, body = await get(f"{server.url}/readyz")
+        assert status == 503
+        assert json.loads(body)["not_connected"] == [
+            "state store (redis): unavailable: StateError: the file is damaged"
+        ]
+
+        store.problem = None
+        status, body = await get(f"{server.url}/readyz")
+        assert (status, json.loads(body)) == (200, {"ready": True, "not_connected": []})
+        assert value(await metrics(server.url), "asgi_gateway_state_store_up", backend="redis") == 1
+    finally:
+        await server.stop()
+
+
+async def test_readyz_pings_a_real_redis_store_that_goes_away(redis_server: RedisServer) -> None:
+    from layer.state import RedisStateStore
+
+    store = RedisStateStore([redis_server.url], timeout=0.5)
+    server = MonitoringServer(
+        "127.0.0.1",
+        0,
+        list,
+        state_store=lambda: store,
+        store_backend="redis",
+        store_timeout=1,
+    )
+    await server.start()
+    try:
+        assert (await get(f"{server.url}/readyz"))[0] == 200
+        redis_server.pause()  # SIGSTOP: connected, never answering
+        status, body = await get(f"{server.url}/readyz")
+        assert status == 503
+        (problem,) = json.loads(body)["not_connected"]
+        assert problem.startswith("state store (redis): unavailable: ")
+        redis_server.kill()  # refused
+        status, body = await get(f"{server.url}/readyz")
+        assert status == 503
+        (problem,) = json.loads(body)["not_connected"]
+        assert problem.startswith("state store (redis): unavailable: redis state store ")
+        assert redis_server.url in problem
+        await asyncio.to_thread(redis_server.start)
+        await until_status(f"{server.url}/readyz", 200, timeout=10)
+    finally:
+        await server.stop()
+        await store.close()
+
+
+async def test_readyz_without_a_state_store_checks_none() -> None:
+    server = MonitoringServer("127.0.0.1", 0, list, state_store=lambda: None)
+    await server.start()
+    try:
+        status, body = await get(f"{server.url}/readyz")
+        assert (status, json.loads(body)) == (200, {"ready": True, "not_connected": []})
+    finally:
+        await server.stop()
+    with pytest.raises(ValueError, match="store_timeout"):
+        MonitoringServer("127.0.0.1", 0, list, store_timeout=0)

@@ -315,7 +315,7 @@ def _with_access(application: ASGIApp, policy: AccessPolicy) -> ASGIApp:
 
 def _monitoring(config: Config, daemon: Daemon) -> MonitoringServer | None:
     """The monitoring server the ``monitoring:`` section asks for, reporting on the daemon's
-    workers and gateways; ``None`` without the section."""
+    workers, gateways and state store; ``None`` without the section."""
     if config.monitoring is None:
         return None
     # Imported here: `import gateways` loads no aiohttp (tests/gateways/test_layout.py).
@@ -325,6 +325,8 @@ def _monitoring(config: Config, daemon: Daemon) -> MonitoringServer | None:
         config.monitoring.host,
         config.monitoring.port,
         lambda: [*daemon.workers, *daemon.gateways],
+        state_store=lambda: daemon.state_store,
+        store_backend=config.state.backend if config.state is not None else "state",
     )
 
 
