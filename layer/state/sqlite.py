@@ -5,15 +5,18 @@ thread only), so the event loop never waits on the disk; every operation is one 
 in the order submitted. The file is in WAL mode; each ``save_many`` is one transaction
 (``BEGIN IMMEDIATE``, so several processes on one file stay correct: they take turns).
 
-Tables (schema 1, recorded in ``meta``)::
+Tables (schema 2, recorded in ``meta``)::
 
     meta    (name TEXT PRIMARY KEY, value INTEGER)        -- 'schema', 'revision'
-    state   (key TEXT PRIMARY KEY, version INTEGER, data BLOB, applied_seq INTEGER)
-    applied (key, seq, idempotency_key)                    -- the window, by seq
-    timers  (key, name, due REAL, event TEXT)              -- indexed by (due, key, name)
+    state   (id INTEGER PRIMARY KEY, key TEXT UNIQUE, version INTEGER, data BLOB,
+             applied_seq INTEGER)
+    applied (scope, seq, idempotency_key)                  -- the window, by (scope, seq)
+    timers  (scope, name, due REAL, event TEXT)            -- indexed by (due, scope, name)
 
-``key`` is ``str(StateKey)``. Versions come from ``revision``, one counter for the file, so
-a key never gets a version twice, even after ``delete``.
+``key`` is ``str(StateKey)``; ``scope`` in the other tables is the state row's ``id``, so
+that the key's text is stored once per scope, not with each applied idempotency key (the
+window is most of the file: ``bench/state_scopes.py``). Versions come from ``revision``,
+one counter for the file, so a key never gets a version twice, even after ``delete``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from layer.state.model import DueTimer, StateKey, StateWrite, StoredState, Timer
 
 __all__ = ["SCHEMA_VERSION", "SqliteStateStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout of the tables this version writes; a file with another one is refused."""
 
 _SYNCHRONOUS = ("full", "normal")
@@ -47,18 +50,18 @@ T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1), ('revision', 0);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 2), ('revision', 0);
 CREATE TABLE IF NOT EXISTS state (
-    key TEXT PRIMARY KEY, version INTEGER NOT NULL, data BLOB NOT NULL,
-    applied_seq INTEGER NOT NULL DEFAULT 0);
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,
+    data BLOB NOT NULL, applied_seq INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS applied (
-    key TEXT NOT NULL, seq INTEGER NOT NULL, idempotency_key TEXT NOT NULL,
-    PRIMARY KEY (key, idempotency_key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS applied_by_seq ON applied (key, seq);
+    scope INTEGER NOT NULL, seq INTEGER NOT NULL, idempotency_key TEXT NOT NULL,
+    PRIMARY KEY (scope, idempotency_key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS applied_by_seq ON applied (scope, seq);
 CREATE TABLE IF NOT EXISTS timers (
-    key TEXT NOT NULL, name TEXT NOT NULL, due REAL NOT NULL, event TEXT NOT NULL,
-    PRIMARY KEY (key, name)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due, key, name);
+    scope INTEGER NOT NULL, name TEXT NOT NULL, due REAL NOT NULL, event TEXT NOT NULL,
+    PRIMARY KEY (scope, name)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers (due, scope, name);
 """
 
 
@@ -159,20 +162,20 @@ class SqliteStateStore(BaseStateStore):
         def job(db: sqlite3.Connection) -> StoredState | None:
             with _transaction(db, "BEGIN"):
                 row = db.execute(
-                    "SELECT version, data, applied_seq FROM state WHERE key = ?", (text,)
+                    "SELECT id, version, data, applied_seq FROM state WHERE key = ?", (text,)
                 ).fetchone()
                 if row is None:
                     return None
                 applied = db.execute(
-                    "SELECT idempotency_key FROM applied WHERE key = ? AND seq > ? ORDER BY seq",
-                    (text, row[2] - window),
+                    "SELECT idempotency_key FROM applied WHERE scope = ? AND seq > ? ORDER BY seq",
+                    (row[0], row[3] - window),
                 ).fetchall()
                 timers = db.execute(
-                    "SELECT name, due, event FROM timers WHERE key = ?", (text,)
+                    "SELECT name, due, event FROM timers WHERE scope = ?", (row[0],)
                 ).fetchall()
             return StoredState(
-                bytes(row[1]),
-                row[0],
+                bytes(row[2]),
+                row[1],
                 tuple(a for (a,) in applied),
                 {name: Timer.from_json(_timer_json(due, event)) for name, due, event in timers},
             )
@@ -219,8 +222,8 @@ class SqliteStateStore(BaseStateStore):
 
         def job(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return db.execute(
-                "SELECT key, name, due, event FROM timers WHERE due <= ? "
-                "ORDER BY due, key, name LIMIT ?",
+                "SELECT state.key, name, due, event FROM timers JOIN state ON state.id = scope "
+                "WHERE due <= ? ORDER BY due, state.key, name LIMIT ?",
                 (now, limit),
             ).fetchall()
 
@@ -236,10 +239,13 @@ class SqliteStateStore(BaseStateStore):
 
         def job(db: sqlite3.Connection) -> bool:
             with _transaction(db, "BEGIN IMMEDIATE"):
-                existed = db.execute("DELETE FROM state WHERE key = ?", (text,)).rowcount > 0
-                db.execute("DELETE FROM applied WHERE key = ?", (text,))
-                db.execute("DELETE FROM timers WHERE key = ?", (text,))
-            return existed
+                row = db.execute("SELECT id FROM state WHERE key = ?", (text,)).fetchone()
+                if row is None:
+                    return False
+                db.execute("DELETE FROM state WHERE id = ?", row)
+                db.execute("DELETE FROM applied WHERE scope = ?", row)
+                db.execute("DELETE FROM timers WHERE scope = ?", row)
+            return True
 
         return await self._run(job)
 
@@ -290,31 +296,36 @@ def _write(
 ) -> int | StateConflict:
     """One write inside the transaction: check the version, then store everything."""
     text = str(write.key)
-    row = db.execute("SELECT version, applied_seq FROM state WHERE key = ?", (text,)).fetchone()
-    actual = row[0] if row is not None else None
+    row = db.execute("SELECT id, version, applied_seq FROM state WHERE key = ?", (text,)).fetchone()
+    actual = row[1] if row is not None else None
     if actual != write.expect_version:
         return StateConflict(write.key, write.expect_version, actual)
-    seq = row[1] if row is not None else 0
+    if row is None:  # a new scope: its row first, for the id the other tables use
+        scope = db.execute(
+            "INSERT INTO state (key, version, data) VALUES (?, ?, ?)", (text, version, write.data)
+        ).lastrowid
+        seq = 0
+    else:
+        scope, seq = row[0], row[2]
     added = 0
     for idempotency_key in write.applied_keys:
         inserted = db.execute(
-            "INSERT OR IGNORE INTO applied (key, seq, idempotency_key) VALUES (?, ?, ?)",
-            (text, seq + added + 1, idempotency_key),
+            "INSERT OR IGNORE INTO applied (scope, seq, idempotency_key) VALUES (?, ?, ?)",
+            (scope, seq + added + 1, idempotency_key),
         ).rowcount
         added += inserted
     if added:
         seq += added
-        db.execute("DELETE FROM applied WHERE key = ? AND seq <= ?", (text, seq - window))
-    db.execute(
-        "INSERT INTO state (key, version, data, applied_seq) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET version = excluded.version, data = excluded.data, "
-        "applied_seq = excluded.applied_seq",
-        (text, version, write.data, seq),
-    )
+        db.execute("DELETE FROM applied WHERE scope = ? AND seq <= ?", (scope, seq - window))
+    if row is not None or added:
+        db.execute(
+            "UPDATE state SET version = ?, data = ?, applied_seq = ? WHERE id = ?",
+            (version, write.data, seq, scope),
+        )
     if write.timers is not None:
-        db.execute("DELETE FROM timers WHERE key = ?", (text,))
+        db.execute("DELETE FROM timers WHERE scope = ?", (scope,))
         db.executemany(
-            "INSERT INTO timers (key, name, due, event) VALUES (?, ?, ?, ?)",
-            [(text, name, t.due, t.event_json()) for name, t in write.timers.items()],
+            "INSERT INTO timers (scope, name, due, event) VALUES (?, ?, ?, ?)",
+            [(scope, name, t.due, t.event_json()) for name, t in write.timers.items()],
         )
     return version
