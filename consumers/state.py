@@ -304,15 +304,26 @@ class DurableState:
         if data == self.saved and not keys and timers is None:
             return
         version = self.version
+        failed = False
 
-        def write() -> Any:
-            return self.store.save(
-                self.key, data, expect_version=version, applied_keys=keys, timers=timers
-            )
+        async def write() -> Any:
+            nonlocal failed
+            try:
+                return await self.store.save(
+                    self.key, data, expect_version=version, applied_keys=keys, timers=timers
+                )
+            except StoreUnavailable:
+                failed = True
+                raise
 
         try:
             self.version = await _retrying(self.key, write)
         except StateConflict:
+            # After a failed attempt, the outcome of that attempt is unknown: it may have been
+            # stored with its reply lost (StoreUnavailable's docstring); then this is no
+            # conflict but the same write, found in the store.
+            if failed and await self._found(data, keys, timers):
+                return
             logger.error(
                 "State of scope %r on gateway %r was written elsewhere since it was loaded "
                 "(version %s); this instance ends",
@@ -322,10 +333,38 @@ class DurableState:
                 extra={"gateway": self.key.gateway, "scope": self.key.scope_key},
             )
             raise
+        self._saved(data, keys, timers)
+
+    def _saved(self, data: bytes, keys: tuple[str, ...], timers: dict[str, Timer] | None) -> None:
         self.saved = data
         self.applied.extend(keys)
         if timers is not None and timers == self.timers:
             self.timers_changed = False
+
+    async def _found(
+        self, data: bytes, keys: tuple[str, ...], timers: dict[str, Timer] | None
+    ) -> bool:
+        """Whether the store holds this very write (``data``, ``keys``, ``timers``); if so,
+        its version is taken as this save's."""
+        stored = await _retrying(self.key, lambda: self.store.load(self.key))
+        if (
+            stored is None
+            or stored.data != data
+            or not all(stored.has_applied(k) for k in keys)
+            or (timers is not None and dict(stored.timers) != timers)
+        ):
+            return False
+        logger.info(
+            "State of scope %r on gateway %r: a save whose reply was lost had been stored "
+            "(version %d)",
+            self.key.scope_key,
+            self.key.gateway,
+            stored.version,
+            extra={"gateway": self.key.gateway, "scope": self.key.scope_key},
+        )
+        self.version = stored.version
+        self._saved(data, keys, timers)
+        return True
 
 
 async def _retrying(key: StateKey, call: Callable[[], Any]) -> Any:

@@ -261,3 +261,6 @@ async def test_redis_stopped_and_restarted_under_load_loses_nothing(
     assert found == expected, output[-3000:]
     # The saves felt the outages: they waited and retried, logged.
     assert retries > 0, output[-3000:]
+    # A save whose reply was lost with the server is found stored, not taken for a conflict
+    # that would end its scope.
+    assert "was written elsewhere" not in output, output[-3000:]

@@ -5,6 +5,7 @@ that no longer fits; on a real sqlite file and on the in-memory store."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,39 @@ async def test_a_store_that_is_away_makes_the_save_wait_and_retry(
     assert len(warnings) == 2
     assert "the event waits" in warnings[0].getMessage()
     await communicator.disconnect()
+
+
+class ReplyLost(MemoryStateStore):
+    """A store whose first save is stored but answered with ``StoreUnavailable``, as when
+    Redis applies a script and its reply is lost (a frozen server, a kill after the write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 1
+
+    async def save(self, key: StateKey, data: bytes, **kwargs: Any) -> int:
+        version = await super().save(key, data, **kwargs)
+        if self.lost:
+            self.lost -= 1
+            raise StoreUnavailable(f"{key}: connection lost before the reply")
+        return version
+
+
+async def test_a_save_whose_reply_was_lost_is_found_stored_not_a_conflict(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "consumers.state")
+    store = ReplyLost()
+    communicator = MqttCommunicator(Counter.as_asgi(), "devices/kitchen", state_store=store)
+    await communicator.connect()
+    for value in (2, 3):
+        await communicator.send_message(json.dumps({"value": value}), qos=1)
+    # Both handled by the same instance: the retried save met its own write, not a conflict.
+    assert (await communicator.receive_publish(timeout=2))["payload"] == b"1"
+    assert (await communicator.receive_publish(timeout=2))["payload"] == b"2"
+    await communicator.disconnect()
+    loaded = await store.load(StateKey("counter", "test", "devices/kitchen"))
+    assert loaded is not None
+    assert json.loads(loaded.data)["state"] == {"count": 2, "total": 5.0}
+    assert "written elsewhere" not in caplog.text
+    assert "a save whose reply was lost had been stored" in caplog.text
