@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from config.access import AccessConfig
+from config.cluster import ClusterConfig
 from config.errors import ConfigError, ConfigPath, ImportFromStringError
 from config.importing import import_from_string, split_import_path
 from config.monitoring import MonitoringConfig
@@ -268,6 +269,7 @@ class Config(_Model):
             ``None`` (the default) for none.
         access: Who may run which chat command (``config.access``), or ``None``.
         state: The store of durable scopes' state (``config.state``), or ``None`` for none.
+        cluster: Scope ownership across daemons (``config.cluster``), or ``None`` for none.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
@@ -282,6 +284,7 @@ class Config(_Model):
     monitoring: MonitoringConfig | None = None
     access: AccessConfig | None = None
     state: StateConfig | None = None
+    cluster: ClusterConfig | None = None
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 

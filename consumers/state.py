@@ -44,10 +44,16 @@ from layer.state import (
 )
 from layer.types import Message, Scope
 
-__all__ = ["DEDUPLICATED", "DurableState", "StateModelError", "state_key"]
+__all__ = ["CONFLICTS", "DEDUPLICATED", "DurableState", "StateModelError", "state_key"]
 
 logger = logging.getLogger(__name__)
 
+CONFLICTS = Counter(
+    "asgi_gateway_state_conflicts_total",
+    "Saves refused because the scope's state was written elsewhere since it was loaded (in a "
+    "cluster: a stale instance fenced off by the scope's new owner).",
+    ["gateway"],
+)
 DEDUPLICATED = Counter(
     "asgi_gateway_events_deduplicated_total",
     "Events skipped because their scope had already applied their idempotency key.",
@@ -171,7 +177,11 @@ class DurableState:
         """
         stored = await _retrying(key, lambda: store.load(key))
         durable = cls(store, key, model, version_tag, deque(maxlen=store.applied_window))
-        if stored is None:
+        if stored is not None:
+            durable.version = stored.version
+            durable.applied.extend(stored.applied)
+            durable.timers.update(stored.timers)
+        if stored is None or not stored.data:  # none, or the empty record of a fenced scope
             try:
                 return durable, model()
             except ValidationError as exc:
@@ -179,10 +189,7 @@ class DurableState:
                     f"state_model {model.__qualname__} must be valid with no arguments (give "
                     f"every field a default) to start {key}: {exc}"
                 ) from exc
-        durable.version = stored.version
         durable.saved = stored.data
-        durable.applied.extend(stored.applied)
-        durable.timers.update(stored.timers)
         return durable, durable.decode(stored.data, migrate)
 
     def decode(
@@ -324,6 +331,7 @@ class DurableState:
             # conflict but the same write, found in the store.
             if failed and await self._found(data, keys, timers):
                 return
+            CONFLICTS.labels(self.key.gateway).inc()
             logger.error(
                 "State of scope %r on gateway %r was written elsewhere since it was loaded "
                 "(version %s); this instance ends",

@@ -39,10 +39,12 @@ from functools import cache
 from typing import Any, ClassVar, Literal
 
 from gateways.addressing import receive_addressed
+from gateways.asyncapi_hooks import AsyncApiHooks
 from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
 from gateways.metrics import Drops, GatewayStats
 from gateways.options import GatewayOptions
+from gateways.ownership import Ownership
 from gateways.scopes import Scopes
 from layer import ChannelLayer
 from layer.addressing import MAX_GATEWAY_NAME
@@ -77,7 +79,7 @@ def _asgi_version(spec_version: str) -> dict[str, str]:
 WhenFull = Literal["drop", "refuse"]
 
 
-class Gateway(abc.ABC):
+class Gateway(AsyncApiHooks, abc.ABC):
     """Base of every protocol server: scope instances, their lifecycle, drain on stop.
 
     A subclass sets ``protocol`` (the scope type, which also prefixes its events),
@@ -118,8 +120,9 @@ class Gateway(abc.ABC):
     #: spec (``docs/specs/<protocol>.md``); a plug-in adapter sets its own.
     spec_version: ClassVar[str] = "1.0"
     options_model: ClassVar[type[GatewayOptions]] = GatewayOptions
-    #: Whether ``event_handled`` is called for every event the application handled.
-    tracks_handling: ClassVar[bool] = False
+    #: Whether ``event_handled`` is called for every event the application handled (also set
+    #: on a gateway of a cluster, whose forwarded events report back: ``gateways.ownership``).
+    tracks_handling: bool = False
     #: Whether the gateway receives events addressed to its scopes (``layer.addressing``) on
     #: its channel layer; a gateway whose scopes have no key of their own sets False.
     addressable: ClassVar[bool] = True
@@ -141,6 +144,8 @@ class Gateway(abc.ABC):
         self.application = application
         self.options = options
         self.channel_layer = channel_layer
+        #: The daemon's cluster (``cluster:``), which owns scopes across daemons; ``None``: none.
+        self.ownership: Ownership | None = None
         #: The daemon's state store (the ``state:`` section), put in every scope as
         #: ``scope["state_store"]`` for durable consumers (``docs/state.md``); ``None``: none.
         self.state_store: StateStore | None = None
@@ -193,12 +198,17 @@ class Gateway(abc.ABC):
             GatewayError: The event type is unknown to this gateway, or the transport failed.
         """
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:  # noqa: B027
+    def remote_handled(self, event: Message) -> None:
+        """Called, in a cluster, once the daemon that owns its scope handled ``event``, which
+        this gateway took from its transport and forwarded there (``gateways.ownership``):
+        acknowledge it now, as ``event_handled`` would have. It must not raise."""
+
+    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
         """Called, when ``tracks_handling``, once the application has handled ``event``: it
         asked for the next event. (For the event an instance was working on when it ended,
         see ``ScopeInstance.take_in_hand`` in ``scope_finished``.) It must not raise."""
 
-    def scope_finished(self, instance: ScopeInstance) -> None:  # noqa: B027 (optional hook)
+    def scope_finished(self, instance: ScopeInstance) -> None:
         """Called once an instance's task has finished, whatever ended it (a hook).
 
         Override it to release what the transport keeps per scope (a reply address, a
@@ -207,42 +217,6 @@ class Gateway(abc.ABC):
         or ``open_scope`` (which may open a scope), when one of them meets the finished
         instance before that callback has run.
         """
-
-    def asyncapi_server(self) -> dict[str, Any] | None:
-        """This gateway's transport as an AsyncAPI 3.0 Server Object, for ``asgi-gateway
-        asyncapi`` (``docs/asyncapi.md``): plain data, at least ``host`` (``"host:port"``)
-        and ``protocol``; ``title``, ``description``, ``protocolVersion`` as you like. The
-        document names it after the gateway. Never put a secret in it.
-
-        Returns:
-            The Server Object; ``None`` (the default here): the gateway has no server of its
-            own in the document. ``ChatGateway`` gives its platform's API host; the MQTT
-            gateway's broker is described by the writer itself.
-        """
-        return None
-
-    def asyncapi_channels(self, routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """What this gateway's scopes receive and send, as AsyncAPI channels, for
-        ``asgi-gateway asyncapi`` (``docs/asyncapi.md``). Plain data, one dict per channel:
-
-        - ``address`` (str): the channel's address, parameters in braces (``"{scope_key}"``);
-        - ``parameters`` (optional): ``{name: {"description": ...}}``, one per brace;
-        - ``title``, ``description`` (optional, str);
-        - ``receive``, ``send`` (lists of AsyncAPI Message Objects, each with a unique
-          ``name``, e.g. the event type ``"lines.line"``, and a ``payload`` JSON Schema): the
-          events the application receives and those it may send. The writer files them in
-          ``components.messages`` by ``name`` and makes the ``receive.<channel>`` and
-          ``send.<channel>`` operations, on this gateway's server if it has one.
-
-        Args:
-            routes: The application's ``describe()`` entries for scopes of this gateway's
-                ``protocol`` (empty when it has none), to name routes and consumers.
-
-        Returns:
-            The channels; ``[]`` (the default here): none. Without channels of its own, a
-            chat gateway gets the chat channel of ``docs/specs/chat.md``.
-        """
-        return []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -386,6 +360,11 @@ class Gateway(abc.ABC):
                     raise GatewayError(
                         f"no live scope {key!r} on gateway {self.name!r} to deliver to"
                     )
+                if self.ownership is not None:
+                    if not await self.ownership.admit(self, key, event, scope):
+                        return  # forwarded to the daemon that owns the scope
+                    if key in self.instances:  # opened while the claim was in flight
+                        continue
                 instance = self.open_scope(key, scope)
             else:
                 self.scopes.touch(key, instance)

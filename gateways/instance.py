@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from gateways.errors import GatewayError
 from gateways.metrics import GatewayStats
 from gateways.metrics import clock as _clock
+from gateways.ownership import ForwardedEvent
 from layer.types import DisconnectReason, Message, Scope
 
 __all__ = ["EventFuture", "QueueOptions", "ScopeInstance", "ScopeOwner"]
@@ -230,7 +231,10 @@ class ScopeInstance:
             handled, self._in_hand = self._in_hand, None
             if isinstance(handled, EventFuture):
                 handled = _result(handled)
-            gateway.event_handled(self, handled)
+            if isinstance(handled, ForwardedEvent):
+                handled.settle()  # the daemon it came from acknowledges it now
+            else:
+                gateway.event_handled(self, handled)
         queue = self._queue
         if queue:
             if not future.done():

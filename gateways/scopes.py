@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from gateways.errors import GatewayError
 from gateways.instance import QueueOptions, ScopeInstance, ScopeOwner
+from gateways.ownership import Ownership
 from layer.types import ASGIApp, DisconnectReason, Message, Scope
 
 __all__ = ["SCOPES_CRASHED", "SCOPES_ENDED", "SCOPES_LIVE", "SCOPES_OPENED", "Scopes"]
@@ -68,6 +69,7 @@ class ScopesHost(ScopeOwner, Protocol):
 
     application: ASGIApp
     connect_event: Message | None
+    ownership: Ownership | None
 
     @property
     def options(self) -> ScopesOptions:
@@ -224,6 +226,8 @@ class Scopes:
             instance.grace_handle.cancel()
         self._remove(instance)
         instance.wake_sender()
+        if self.host.ownership is not None and instance.key not in self.instances:
+            self.host.ownership.released(name, instance.key)
         try:
             self.host.scope_finished(instance)
         except Exception:

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
+from gateways.daemon.cluster import Cluster, build_cluster
 from gateways.daemon.registry import resolve_gateway
 from gateways.daemon.timers import TimerService
 from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
 from layer import ChannelLayer, build_layer
-from layer.state import GroupCommit, StateError, StateStore, build_state_store
+from layer.state import FencingStore, GroupCommit, StateError, StateStore, build_state_store
 from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Daemon:
             gateway and worker and closed when the daemon stops; or ``None``.
         timer_interval: Seconds between looks for the store's due timers
             (``gateways.daemon.timers``), once every gateway has started.
+        cluster: Scope ownership across daemons (``gateways.daemon.cluster``), started before
+            the gateways and stopped after them; its store fences every scope it loads
+            (``layer.state.FencingStore``); or ``None``.
     """
 
     def __init__(
@@ -70,8 +74,17 @@ class Daemon:
         monitoring: MonitoringServer | None = None,
         state_store: StateStore | None = None,
         timer_interval: float = 1.0,
+        cluster: Cluster | None = None,
     ) -> None:
         self.application = application
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.gateways = {g.name: g for g in gateways}
+            for gateway in gateways:
+                gateway.ownership = cluster
+                gateway.tracks_handling = True  # forwarded events report back once handled
+            if state_store is not None:
+                state_store = FencingStore(state_store)
         self.gateways = gateways
         self.workers = list(workers)
         self.monitoring = monitoring
@@ -134,6 +147,7 @@ class Daemon:
             workers=workers,
             state_store=state_store,
             timer_interval=config.state.timer_interval if config.state else 1.0,
+            cluster=build_cluster(config, channel_layer),
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -212,6 +226,8 @@ class Daemon:
             await self.monitoring.start()
         with self._signals(handle_signals):
             try:
+                if self.cluster is not None:
+                    await self.cluster.start()
                 for gateway in [*self.workers, *self.gateways]:
                     await gateway.start()
                     started.append(gateway)
@@ -233,6 +249,8 @@ class Daemon:
                 await asyncio.gather(
                     *(g.stop(self.shutdown_timeout) for g in workers), return_exceptions=True
                 )
+                if self.cluster is not None:
+                    await self.cluster.stop()
                 await _close_layer(self.channel_layer)
                 if self.state_store is not None:
                     await _close_state_store(self.state_store)

@@ -34,6 +34,7 @@ from prometheus_client import Counter
 
 from gateways.errors import GatewayError
 from gateways.instance import ScopeInstance
+from layer.state import StateConflict
 from layer.types import Message
 
 __all__ = [
@@ -228,8 +229,11 @@ class Acknowledgements:
         cancelled = task is None or task.cancelled()
         last = instance.take_in_hand()
         unhandled = [e for e in instance.take_unread() if isinstance(e, MessageEvent)]
+        # A save refused as a conflict (in a cluster: a stale instance, fenced off by the
+        # scope's new owner) applied nothing: the message goes on, to the owner.
+        fenced = not cancelled and isinstance(task.exception() if task else None, StateConflict)
         if isinstance(last, MessageEvent) and last.delivery is not None:
-            if cancelled:
+            if cancelled or fenced:
                 unhandled.insert(0, last)
             else:
                 if task is not None and task.exception() is not None:

@@ -101,6 +101,8 @@ class MqttGateway(Gateway):
         self.client_id = options.client_id or f"asgi-gateway-{name}-{secrets.token_hex(4)}"
         self._client: aiomqtt.Client | None = None
         self._acks: Acknowledgements | None = None
+        #: Messages left unhandled by an ended instance, on their way to a fresh one (cluster).
+        self._redispatching: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
         self._embedded: EmbeddedBroker | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -446,6 +448,11 @@ class MqttGateway(Gateway):
         if self._acks is not None:
             self._acks.handled(event)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its scope handled ``event`` (a cluster): acknowledge it."""
+        if self._acks is not None:
+            self._acks.handled(event)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended (see ``Acknowledgements.finished``); the messages it left
         unhandled go to a fresh instance of the same scope key. While stopping they are left
@@ -453,9 +460,26 @@ class MqttGateway(Gateway):
         if self._acks is None:
             return
         unhandled = self._acks.finished(instance)
+        if unhandled and self._accepting and self.ownership is not None:
+            # In a cluster the scope may be another daemon's now: claimed again, or forwarded.
+            self._redispatching.add(
+                asyncio.get_running_loop().create_task(
+                    self._dispatch_all(instance.key, unhandled, dict(instance.scope))
+                )
+            )
+            return
         if unhandled and self._accepting:
             fresh = self.instances.get(instance.key)
             if fresh is None:
                 fresh = self.open_scope(instance.key, dict(instance.scope))
             for event in unhandled:
                 fresh.put_nowait(event)
+
+    async def _dispatch_all(self, key: str, events: list[Any], scope: dict[str, Any]) -> None:
+        try:
+            for event in events:
+                await self.dispatch(key, event, scope)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._redispatching.discard(task)

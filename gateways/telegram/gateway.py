@@ -91,7 +91,7 @@ class TelegramGateway(ChatGateway):
     options: TelegramGatewayOptions
     formats: ClassVar[frozenset[str]] = frozenset({"plain", "markdown"})
     native_kinds: ClassVar[frozenset[str]] = NATIVE_KEYS
-    tracks_handling: ClassVar[bool] = True
+    tracks_handling = True
 
     def __init__(
         self,

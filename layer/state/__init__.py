@@ -39,6 +39,7 @@ from layer.state.factory import (
     installed_state_stores,
     resolve_state_store,
 )
+from layer.state.fencing import FencingStore
 from layer.state.memory import MemoryStateStore
 from layer.state.model import DueTimer, StateKey, StateWrite, StoredState, Timer, next_state
 from layer.state.sqlite import SqliteStateStore
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_APPLIED_WINDOW",
     "BaseStateStore",
     "DueTimer",
+    "FencingStore",
     "GroupCommit",
     "InvalidStateKey",
     "InvalidStateWrite",

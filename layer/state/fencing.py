@@ -1,0 +1,97 @@
+"""``FencingStore``: a store whose ``load`` fences off every instance that loaded before.
+
+In a cluster (``docs/deployment.md``, *One live instance per scope*), a daemon that takes a
+scope over from one that seemed dead (paused past its lease, cut off) must make sure the old
+instance, should it wake, can change nothing: Kleppmann's fencing token, checked by the
+storage itself. The scope's version is that token. ``load`` here writes the scope back as it
+found it, raising its version, so every save of an instance that loaded before (and expects
+the old version) is refused with ``StateConflict``, however late it comes. A scope with no
+state gets an empty record (``data`` ``b""``), which ``consumers.state.DurableState`` reads
+as none: fencing holds from the first load, not only from the first save.
+
+It costs one write per scope start, which is why only a daemon with a ``cluster:`` section
+wraps its store in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from layer.state.base import StateStore
+from layer.state.errors import StateConflict
+from layer.state.model import DueTimer, StateKey, StateWrite, StoredState, Timer
+
+__all__ = ["FencingStore"]
+
+#: Loads retried when another writer got in between the load and its fencing write.
+ATTEMPTS = 10
+
+
+class FencingStore:
+    """A ``StateStore`` whose ``load`` raises the scope's version (see the module); every other
+    method goes straight to the store it wraps.
+
+    Args:
+        store: The store (the daemon's, behind ``GroupCommit``).
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.applied_window = store.applied_window
+
+    def __repr__(self) -> str:
+        return f"<FencingStore {self.store!r}>"
+
+    async def load(self, key: StateKey) -> StoredState | None:
+        """The scope's state, written back under a new version before it is returned (an
+        empty record, ``data`` ``b""``, for a scope that had none).
+
+        Raises:
+            StateConflict: Other writers got in between ``ATTEMPTS`` times in a row.
+            StoreUnavailable: The store cannot be reached.
+        """
+        for _ in range(ATTEMPTS):
+            stored = await self.store.load(key)
+            try:
+                if stored is None:
+                    version = await self.store.save(key, b"", expect_version=None)
+                    return StoredState(b"", version)
+                version = await self.store.save(key, stored.data, expect_version=stored.version)
+            except StateConflict:
+                continue  # written in between: load it again
+            return StoredState(stored.data, version, stored.applied, stored.timers)
+        raise StateConflict(key, None, None)
+
+    async def save(
+        self,
+        key: StateKey,
+        data: bytes,
+        *,
+        expect_version: int | None,
+        applied_keys: Sequence[str] = (),
+        timers: Mapping[str, Timer] | None = None,
+    ) -> int:
+        """The wrapped store's ``save``."""
+        return await self.store.save(
+            key, data, expect_version=expect_version, applied_keys=applied_keys, timers=timers
+        )
+
+    async def save_many(self, writes: Sequence[StateWrite]) -> list[int | StateConflict]:
+        """The wrapped store's ``save_many``."""
+        return await self.store.save_many(writes)
+
+    async def due_timers(self, now: float, limit: int = 100) -> list[DueTimer]:
+        """The wrapped store's ``due_timers``."""
+        return await self.store.due_timers(now, limit)
+
+    async def delete(self, key: StateKey) -> bool:
+        """The wrapped store's ``delete``."""
+        return await self.store.delete(key)
+
+    async def ping(self) -> None:
+        """The wrapped store's ``ping``."""
+        await self.store.ping()
+
+    async def close(self) -> None:
+        """Close the wrapped store."""
+        await self.store.close()
