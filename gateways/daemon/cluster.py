@@ -39,7 +39,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from config import Config
 from gateways.base import Gateway, GatewayError
-from gateways.daemon.membership import Membership
+from gateways.daemon.membership import Claim, Membership
 from gateways.ownership import ForwardedEvent, OwnedGateway
 from layer import ChannelFull, ChannelLayer
 from layer.types import Message, Scope
@@ -186,10 +186,19 @@ class Cluster:
     ) -> bool:
         """``Ownership.admit``: claim the scope, or forward ``event`` to its owner."""
         name = gateway.name
-        if (name, key) in self._owned:
-            return True
+        while (name, key) not in self._owned:
+            claim = await self._claim(name, key)
+            if claim.owner == self.daemon:
+                self._owned.add((name, key))
+                break
+            if await self._forward(_Forward(gateway, key, event, scope, claim.owner, 0.0)):
+                return False
+            # Its owner stopped taking events and is no member any more: claim it again.
+        return True
+
+    async def _claim(self, name: str, key: str) -> Claim:
         target = self.daemon if self.placement == "local" else await self._pick(name, key)
-        claim = await self._retrying(lambda: self.membership.claim(name, key, target))
+        claim: Claim = await self._retrying(lambda: self.membership.claim(name, key, target))
         if claim.token:
             CLAIMS.labels(name).inc()
             if claim.taken_from:
@@ -203,11 +212,7 @@ class Cluster:
                     claim.token,
                     extra={"gateway": name, "scope": key},
                 )
-        if claim.owner == self.daemon:
-            self._owned.add((name, key))
-            return True
-        await self._forward(_Forward(gateway, key, event, scope, claim.owner, 0.0))
-        return False
+        return claim
 
     def released(self, gateway: str, key: str) -> None:
         """``Ownership.released``: give the scope back (batched, in the background)."""
@@ -220,7 +225,9 @@ class Cluster:
 
     # -- forwarding --------------------------------------------------------------------------
 
-    async def _forward(self, forward: _Forward) -> None:
+    async def _forward(self, forward: _Forward) -> bool:
+        """Send the event to its scope's owner; False when the owner's channel is full and
+        the owner is no member any more (dead or paused past its lease): claim it again."""
         number = next(self._ids)
         scope = forward.scope or {}
         message = {
@@ -239,8 +246,12 @@ class Cluster:
         while True:
             try:
                 await self.layer.send(cluster_channel(forward.owner), message)
-                return
+                return True
             except ChannelFull:
+                alive = await self._retrying(lambda: self.membership.alive([forward.owner]))
+                if forward.owner not in alive:
+                    self._pending.pop(number, None)
+                    return False
                 await asyncio.sleep(delay)  # the owner is behind: wait for room
                 delay = min(delay * 2, 1.0)
 

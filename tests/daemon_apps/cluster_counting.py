@@ -6,6 +6,7 @@ one scope were ever live at once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -15,6 +16,8 @@ from pydantic import BaseModel
 from consumers import JsonMqttConsumer
 
 PROBE = os.environ.get("CLUSTER_PROBE", "")
+#: Seconds each reading takes to handle (a backlog builds up when readings come faster).
+WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "0"))
 
 
 def record(what: str, key: str) -> None:
@@ -39,6 +42,8 @@ class Counter(JsonMqttConsumer):
         record("end", self.scope["scope_key"])
 
     async def receive_json(self, data: Any, message: Any) -> None:
+        if WORK_SECONDS:
+            await asyncio.sleep(WORK_SECONDS)
         self.state.count += 1
         self.state.total += int(data["seq"])
 
