@@ -27,6 +27,7 @@ class Process:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         self.args = args
+        self.env = env
         # The examples' state files (examples/thermostat and chatbot, state:): one per daemon
         # unless the test gives one, so no test sees another's devices or conversations.
         folder = Path(tempfile.mkdtemp())

@@ -33,7 +33,12 @@ def command_of(file: str) -> list[str]:
 
 @pytest.fixture
 def cluster(redis_server: Any, mosquitto: Any) -> Iterator[dict[str, Process]]:
-    env = {"REDIS_URL": redis_server.url, "MQTT_URL": mosquitto.url, "LOG_LEVEL": "INFO"}
+    env = {
+        "REDIS_URL": redis_server.url,
+        "MQTT_URL": mosquitto.url,
+        "LOG_LEVEL": "INFO",
+        "CLUSTER_LEASE": "2",
+    }
     started = {file: Process(command_of(file), env) for file in FILES}
     yield started
     for process in started.values():
@@ -48,7 +53,7 @@ def payload(message: Any) -> dict[str, Any]:
 async def test_two_daemons_and_a_worker_share_the_work(
     cluster: dict[str, Process], mosquitto: Any, mqtt_client: Any
 ) -> None:
-    daemons = {"sensors-a", "sensors-b"}
+    daemons = {cluster[f"daemon-{d}.yaml"].process.pid for d in "ab"}
     async with mqtt_client(mosquitto.url, protocol=5) as probe:
         for topic_filter in ("sensors/+/ack", "sensors/+/broadcast", "jobs/+/result"):
             await probe.subscribe(topic_filter, qos=1)
@@ -108,11 +113,33 @@ async def test_two_daemons_and_a_worker_share_the_work(
         assert result["worker_pid"] == cluster["worker.yaml"].process.pid
         assert result["accepted_by"] in daemons
 
+        # 4. Daemon A dies: its sensors move to B once A's lease (2 s here) runs out, each
+        # with its count from the state store. A's supervisor starts it again, and the
+        # readings the broker kept for A's session reach their sensors' owner too. Every
+        # sensor's second reading counts 2.
+        dead = cluster["daemon-a.yaml"]
+        dead.stop(signal.SIGKILL)
+        for sensor in sensors:
+            await probe.publish(f"sensors/{sensor}/reading", b"22.0", qos=1)
+        cluster["daemon-a.yaml"] = Process(dead.args, dead.env)
+        second = {}
+        async with asyncio.timeout(30):
+            while set(second) != set(sensors):
+                message = await probe.received.get()
+                if message.topic.matches("sensors/+/ack"):
+                    second[message.topic.value.split("/")[1]] = payload(message)
+        assert {s: a["count"] for s, a in second.items()} == dict.fromkeys(sensors, 2)
+        # The sensors of the dead daemon were taken over by a live one (B, or A restarted).
+        live = {cluster[f"daemon-{d}.yaml"].process.pid for d in "ab"}
+        assert {a["daemon"] for a in second.values()} <= live
+
     # SIGTERM stops all three gracefully.
     for file, process in cluster.items():
         assert process.stop() == 0, f"{file}:\n{process.output}"
         assert "Received SIGTERM: stopping gracefully" in process.output
     assert "serving channels jobs" in cluster["worker.yaml"].output
+    taken = cluster["daemon-a.yaml"].output + cluster["daemon-b.yaml"].output
+    assert "Cluster: took scope" in taken  # from the dead daemon, by B or A restarted
 
 
 # -- docs/deployment.md shows these files and commands ------------------------------------

@@ -1,11 +1,14 @@
 """Cluster: two daemons and a worker sharing one Redis channel layer and one MQTT broker.
 
-- **Ingress spread over the daemons.** Both daemons subscribe with MQTT 5 shared
-  subscriptions (``$share/cluster/<filter>`` in ``daemon-a.yaml`` and ``daemon-b.yaml``), so
-  the broker gives each message to one of them. A ``SensorConsumer`` acknowledges each reading
-  of ``sensors/{sensor_id}/reading`` on ``sensors/{sensor_id}/ack`` with the name of the
-  gateway, hence the daemon, that handled it. It keeps no state between readings: under a
-  shared subscription the next reading of the same sensor may go to the other daemon.
+- **Ingress spread over the daemons, one live instance per sensor.** Both daemons subscribe
+  with MQTT 5 shared subscriptions (``$share/cluster/<filter>`` in ``daemon-a.yaml`` and
+  ``daemon-b.yaml``), so the broker gives each message to one of them. Their ``cluster:``
+  section gives each sensor's scope one owner at a time: a reading that reaches the other
+  daemon is forwarded to the owner, and acknowledged once the owner handled it. A
+  ``SensorConsumer`` counts its sensor's readings in ``self.state`` (``state:``, in Redis)
+  and acknowledges each on ``sensors/{sensor_id}/ack`` with the count and the process id of
+  the daemon that handled it. When a daemon dies, its sensors move to the other once its
+  lease runs out, their counts loaded from Redis.
 - **A group spanning both daemons.** Every ``SensorConsumer`` joins the group ``sensors``. A
   message on ``fleet/broadcast`` reaches one daemon, whose ``BroadcastConsumer`` sends it to
   the group; every sensor's consumer, on either daemon, publishes it to
@@ -23,6 +26,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from consumers import (
     AsyncConsumer,
     ChannelNameRouter,
@@ -39,20 +44,33 @@ SENSORS_GROUP = "sensors"
 JOBS_CHANNEL = "jobs"
 
 
+class SensorState(BaseModel):
+    """What a sensor's consumer keeps, in the state store, wherever its scope lives."""
+
+    readings: int = 0
+
+
 class SensorConsumer(MqttConsumer):
-    """One instance per sensor topic, on whichever daemon got its first reading."""
+    """One instance per sensor, on the daemon that owns its scope (the cluster)."""
 
     groups = (SENSORS_GROUP,)
+    state_model = SensorState
+    state_name = "cluster.sensor"
 
     async def receive(self, message: MqttMessageEvent) -> None:
         sensor_id = self.scope["route"]["kwargs"]["sensor_id"]
-        ack = {"daemon": self.scope["gateway"], "reading": message["payload"].decode()}
+        self.state.readings += 1
+        ack = {
+            "daemon": os.getpid(),
+            "reading": message["payload"].decode(),
+            "count": self.state.readings,
+        }
         await self.publish(f"sensors/{sensor_id}/ack", json.dumps(ack), qos=1)
 
     async def sensors_broadcast(self, message: dict[str, Any]) -> None:
         sensor_id = self.scope["route"]["kwargs"]["sensor_id"]
         seen = {
-            "daemon": self.scope["gateway"],
+            "daemon": os.getpid(),
             "origin": message["origin"],
             "text": message["text"],
         }
@@ -68,7 +86,7 @@ class BroadcastConsumer(MqttConsumer):
             {
                 "type": "sensors.broadcast",
                 "text": message["payload"].decode(),
-                "origin": self.scope["gateway"],
+                "origin": os.getpid(),
             },
         )
 
@@ -83,7 +101,7 @@ class JobConsumer(MqttConsumer):
                 "type": "job.run",
                 "job_id": self.scope["route"]["kwargs"]["job_id"],
                 "numbers": json.loads(message["payload"])["numbers"],
-                "accepted_by": self.scope["gateway"],
+                "accepted_by": os.getpid(),
                 "reply_to": self.channel_name,
             },
         )
