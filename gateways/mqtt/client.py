@@ -12,15 +12,19 @@ until the garbage collector finalises it with a ResourceWarning at some later mo
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.client import Client as PahoClient
 
 from gateways.mqtt.options import MqttGatewayOptions, MqttTls
 from gateways.mqtt.properties import connect_properties, mend_paho_strings
 
-__all__ = ["ClosingSSLSocket", "make_client", "tls_context"]
+__all__ = ["ClosingSSLSocket", "make_client", "no_delay", "tls_context"]
 
 
 class ClosingSSLSocket(ssl.SSLSocket):
@@ -108,3 +112,25 @@ def tls_context(gateway: str, options: MqttGatewayOptions) -> ssl.SSLContext:
     context = tls.context(gateway, verify=not tls.insecure)
     context.sslsocket_class = ClosingSSLSocket
     return context
+
+
+def no_delay(paho: PahoClient) -> None:
+    """Turn Nagle's algorithm off (``TCP_NODELAY``) on every socket ``paho`` opens, before
+    aiomqtt's own ``on_socket_open`` runs.
+
+    An MQTT client writes small packets back to back: a QoS 1 message's PUBACK, then the
+    answer the application published. With Nagle the second waits until the broker has
+    acknowledged the first at the TCP level, which a delayed ACK holds back some 40 ms
+    (``bench/cluster_ownership.py`` measured 41.7 ms for a round trip through one daemon
+    with it, 2.2 ms through two without that wait). A socket that has no such option (a
+    WebSocket wrapper) is left as it is.
+    """
+    opened = paho.on_socket_open
+
+    def on_socket_open(client: PahoClient, userdata: Any, sock: Any) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if opened is not None:
+            opened(client, userdata, sock)
+
+    paho.on_socket_open = on_socket_open

@@ -35,7 +35,7 @@ from tenacity import RetryCallState
 
 from gateways.base import Gateway, GatewayError, ScopeInstance
 from gateways.mqtt.acks import Acknowledgements
-from gateways.mqtt.client import make_client
+from gateways.mqtt.client import make_client, no_delay
 from gateways.mqtt.embedded import EmbeddedBroker
 from gateways.mqtt.events import parse_filter, parse_publish, parse_subscribe
 from gateways.mqtt.flow import ReadFlow
@@ -162,6 +162,7 @@ class MqttGateway(Gateway):
         self._flow = ReadFlow(
             self.name, self._client, paho, self.options.flow, self.options.keepalive
         )
+        no_delay(paho)  # after ReadFlow, which checks that aiomqtt opens the socket itself
         self._incoming = Incoming(
             self.name,
             self.options,
