@@ -350,22 +350,25 @@ class Cluster:
         if not self._pending:
             return
         alive = await self.membership.alive(f.owner for f in self._pending.values())
+        again: dict[tuple[str, str, bool], int] = {}
         for number, forward in list(self._pending.items()):
             late = now - forward.sent > self.forward_timeout
             if forward.owner in alive and not late:
                 continue
             del self._pending[number]
             REDELIVERIES.labels(forward.gateway.name).inc()
-            logger.warning(
-                "Cluster: an event forwarded to %s for scope %r of gateway %r %s; delivering "
-                "it again",
-                forward.owner,
-                forward.key,
-                forward.gateway.name,
-                "was not reported handled in time" if late else "lost its owner",
-                extra={"gateway": forward.gateway.name, "scope": forward.key},
-            )
+            where = (forward.owner, forward.gateway.name, late)
+            again[where] = again.get(where, 0) + 1
             self._spawn(forward.gateway.dispatch(forward.key, forward.event, forward.scope))
+        for (owner, gateway, late), count in again.items():  # one line per owner, not per event
+            logger.warning(
+                "Cluster: %d events of gateway %r forwarded to %s %s; delivering them again",
+                count,
+                gateway,
+                owner,
+                "were not reported handled in time" if late else "lost their owner",
+                extra={"gateway": gateway},
+            )
 
     async def _flush_releases(self) -> None:
         await asyncio.sleep(0)  # the ends of one turn go together
