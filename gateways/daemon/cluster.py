@@ -139,6 +139,7 @@ class Cluster:
         self._releases = _Backlog()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     def __repr__(self) -> str:
         return f"<Cluster {self.daemon} owned={len(self._owned)} forwarding={len(self._pending)}>"
@@ -164,6 +165,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Give back every scope still owned, leave, close (after the gateways stopped)."""
+        self._stopped = True
         for task in [*self._tasks, *self._background]:
             task.cancel()
         for task in [*self._tasks, *self._background]:
@@ -220,6 +222,8 @@ class Cluster:
             return
         self._owned.discard((gateway, key))
         self._releases.scopes.add((gateway, key))
+        if self._stopped:
+            return  # stop() gives back what is left, in one call
         if self._releases.flushing is None or self._releases.flushing.done():
             self._releases.flushing = self._spawn(self._flush_releases())
 
