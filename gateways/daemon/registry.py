@@ -42,10 +42,14 @@ BUILTIN_GATEWAYS: dict[str, str] = {
     "discord": "gateways.discord:DiscordGateway",
     "irc": "gateways.irc:IrcGateway",
     "matrix": "gateways.matrix:MatrixGateway",
+    "mattermost": "gateways.mattermost:MattermostGateway",
     "mqtt": "gateways.mqtt:MqttGateway",
+    "rocketchat": "gateways.rocketchat:RocketChatGateway",
     "slack": "gateways.slack:SlackGateway",
+    "teams": "gateways.teams:TeamsGateway",
     "telegram": "gateways.telegram:TelegramGateway",
     "xmpp": "gateways.xmpp:XmppGateway",
+    "zulip": "gateways.zulip:ZulipGateway",
 }
 
 _OUR_DISTRIBUTION = "asgi-gateway"

@@ -19,7 +19,19 @@ A wire test server, for a platform that cannot be reached from a test:
 - ``TelegramTestServer``: Telegram's Bot API (getUpdates long polling, webhooks with the
   secret token, sendMessage...), for aiogram unchanged (``gateways.testing.telegram``);
 - ``DiscordTestServer``: Discord's REST API and gateway WebSocket (HELLO, IDENTIFY, RESUME,
-  zlib-stream, 429s), for hikari unchanged (``gateways.testing.discord``).
+  zlib-stream, 429s), for hikari unchanged (``gateways.testing.discord``);
+- ``TeamsTestServer``: the Bot Framework for Microsoft Teams (OpenID keys, the token
+  endpoint, the Bot Connector, signed activities POSTed to the bot, forged and expired
+  tokens), for the Teams gateway unchanged (``gateways.testing.teams``);
+- ``RocketChatTestServer``: Rocket.Chat's REST API and realtime API (DDP over WebSocket:
+  login, ``stream-room-messages``, ``loadMissedMessages``), with cut connections and failed
+  sends on demand, for the Rocket.Chat gateway unchanged (``gateways.testing.rocketchat``);
+- ``MattermostTestServer``: Mattermost's REST API v4 and WebSocket (``hello``, ``seq``,
+  resumes by ``connection_id`` / ``sequence_number``, 429s, cut answers), for any client
+  (``gateways.testing.mattermost``);
+- ``ZulipTestServer``: Zulip's REST API (event queues long polled, ``BAD_EVENT_QUEUE_ID``,
+  ``GET /messages``, 429s, dropped polls), for the official ``zulip`` bindings and the
+  Zulip gateway unchanged (``gateways.testing.zulip``).
 
 And the conformance kit every adapter should pass, ``GatewayConformance`` with its
 ``ConformanceHarness`` (needs pytest and pytest-asyncio; ``docs/adapters.md`` shows each), and
@@ -46,29 +58,37 @@ if TYPE_CHECKING:
         TransportConformance,
     )
     from gateways.testing.discord import DiscordTestServer
+    from gateways.testing.mattermost import MattermostTestServer
     from gateways.testing.prosody import Prosody, XmppHuman
+    from gateways.testing.rocketchat import RocketChatTestServer
     from gateways.testing.slack_server import SlackTestServer
     from gateways.testing.state import StateStoreConformance, StateStoreHarness
     from gateways.testing.synapse import MatrixHuman, Synapse
+    from gateways.testing.teams import TeamsTestServer
     from gateways.testing.telegram import TelegramTestServer
+    from gateways.testing.zulip import ZulipTestServer
 
 __all__ = [
     "ConformanceHarness",
     "DiscordTestServer",
     "GatewayConformance",
     "MatrixHuman",
+    "MattermostTestServer",
     "Mosquitto",
     "Ngircd",
     "Prosody",
     "RedisServer",
+    "RocketChatTestServer",
     "ServerProcess",
     "SlackTestServer",
     "StateStoreConformance",
     "StateStoreHarness",
     "Synapse",
+    "TeamsTestServer",
     "TelegramTestServer",
     "TransportConformance",
     "XmppHuman",
+    "ZulipTestServer",
     "accepts",
     "find_binary",
     "free_port",
@@ -82,6 +102,10 @@ _LAZY = {
     "SlackTestServer": "gateways.testing.slack_server",
     "TelegramTestServer": "gateways.testing.telegram",
     "DiscordTestServer": "gateways.testing.discord",
+    "TeamsTestServer": "gateways.testing.teams",
+    "RocketChatTestServer": "gateways.testing.rocketchat",
+    "MattermostTestServer": "gateways.testing.mattermost",
+    "ZulipTestServer": "gateways.testing.zulip",
     "Synapse": "gateways.testing.synapse",
     "MatrixHuman": "gateways.testing.synapse",
     "Prosody": "gateways.testing.prosody",
