@@ -233,9 +233,13 @@ class ChatConsumer(AsyncConsumer):
         names = [re.escape(str(bot["name"]))] if bot.get("name") else []
         # A Matrix user id is "@bot:example.org" itself: typed as it is, it mentions the bot.
         own = [i for i in ids if i.startswith("@")]
+        zulip: list[str] = []
         if ids or names:
+            # Zulip writes a mention as @**Full Name** or @**Full Name|id** (silent: @_**...**).
+            zulip = [f"@_?\\*\\*{n}(?:\\|[^*]*)?\\*\\*" for n in names]
             leading = "|".join(
                 [f"<@!?{i}(?:\\|[^>]*)?>" for i in ids]
+                + zulip
                 + [f"{i}(?![\\w.-]|:\\d)" for i in own]
                 + [f"@{n}(?!\\w|:\\S)" for n in names + ids]
                 + [f"{n}\\s*[:,]" for n in names]
@@ -250,6 +254,7 @@ class ChatConsumer(AsyncConsumer):
         if message.get("mentions_bot"):
             anywhere = "|".join(
                 [f"<@!?{i}(?:\\|[^>]*)?>" for i in ids]
+                + zulip
                 + [f"{i}(?![\\w.-]|:\\d)" for i in own]
                 + [f"@{n}(?!\\w|:\\S)" for n in names]
             )

@@ -72,6 +72,9 @@ def communicator(**kwargs: Any) -> ChatCommunicator:
         "thermo: temp kitchen",
         "Thermo, temp kitchen",
         "temp kitchen @thermo",
+        "@**thermo** temp kitchen",  # Zulip's mention
+        "@**thermo|4001** temp kitchen",
+        "@_**thermo** temp kitchen",  # Zulip's silent mention
     ],
 )
 async def test_a_command_is_found_in_a_message_with_or_without_the_bots_mention(
