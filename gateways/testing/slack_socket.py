@@ -105,6 +105,11 @@ class SocketMode(WebApi):
         self._tickets: set[str] = set()
         self._envelopes: dict[str, _Envelope] = {}
         self._ignore_acks = 0
+        #: Spread envelopes over the live connections in turn, as Slack spreads an app's
+        #: events over its Socket Mode connections (up to 10, several processes); False (the
+        #: default): every envelope goes to the newest connection.
+        self.spread_events = False
+        self._turn = 0
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -309,10 +314,19 @@ class SocketMode(WebApi):
         if connection is not None:
             await connection.socket.send_str(data)
 
+    def _pick(self) -> _Connection | None:
+        if not self.spread_events:
+            return self._live()
+        fresh = [c for c in self._connections if not c.refreshing and not c.socket.closed]
+        if not fresh:
+            return None
+        self._turn += 1
+        return fresh[self._turn % len(fresh)]
+
     async def _deliver(self, envelope: _Envelope, within: float | None) -> None:
         while True:
             await self._until(lambda: self._live() is not None, within, "no live connection")
-            connection = self._live()
+            connection = self._pick()
             if connection is None:
                 continue
             try:
