@@ -329,6 +329,15 @@ class ChatGateway(Gateway):
         if self.instances.get(key) is not None:
             await self.dispatch(key, event)
             return
+        if not key.isascii() and not _is_unicode(key):
+            logger.warning(
+                "Gateway %r: skipped an event whose conversation id is not valid Unicode "
+                "(a lone surrogate): %.100r",
+                self.name,
+                key,
+                extra={"gateway": self.name},
+            )
+            return
         if key in self._configured and self._accepting:
             self._open_configured(key)  # a configured conversation opens pinned
             await self.dispatch(key, event)
@@ -457,3 +466,12 @@ def _host(host: str, port: object) -> str:
     """``host:port`` for an AsyncAPI server, an IPv6 address in brackets."""
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}" if port is not None else host
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (a platform's JSON may carry lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -164,13 +164,26 @@ def envelope_problem(body: Any) -> str | None:
 
     Checked: it is an object; ids and names (``_TEXT_KEYS``) are text or ``null``; ``type``,
     ``command``, ``action_id``... are text; ``user``, ``channel``, ``team``, ``enterprise``
-    are an id or an object; ``event``, ``item``, ``message``... are objects; ``actions``,
-    ``authorizations``, ``response_urls`` lists of objects (``actions`` not empty in an
-    interaction); all of it at most ``_MAX_DEPTH``
+    are an id or an object; ids and names are valid Unicode (no lone surrogate); ``event``,
+    ``item``, ``message``... are objects; ``actions``, ``authorizations``,
+    ``response_urls`` lists of objects (``actions`` not empty in an interaction); all of
+    it at most ``_MAX_DEPTH``
     objects deep. What Bolt and the gateway read is then of the type they expect; a
     message is quoted by its key path only (``body.event.item``), never by its values.
     """
     return _problem(body, "body", 0)
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON's ``\\ud814`` escapes decode to lone
+    surrogates, which no id (a scope key, a state key) may hold."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _problem(value: Any, where: str, depth: int) -> str | None:
@@ -184,11 +197,15 @@ def _problem(value: Any, where: str, depth: int) -> str | None:
         if key in _STRICT_TEXT_KEYS or key in _TEXT_KEYS:
             if not isinstance(item, str) and (key in _STRICT_TEXT_KEYS or item is not None):
                 found = f"{path} is {_kind(item)}, not a string"
+            elif isinstance(item, str) and not _unicode(item):
+                found = f"{path} is not valid Unicode (a lone surrogate)"
         elif key in _REF_KEYS:
             if isinstance(item, dict):
                 found = _problem(item, path, depth + 1)
             elif item is not None and not isinstance(item, str):
                 found = f"{path} is {_kind(item)}, not an id or an object"
+            elif isinstance(item, str) and not _unicode(item):
+                found = f"{path} is not valid Unicode (a lone surrogate)"
         elif key in _OBJECT_KEYS:
             found = _problem(item, path, depth + 1)
         elif key in _LIST_KEYS:

@@ -155,3 +155,18 @@ async def test_a_genuine_message_is_answered_after_the_hostile_batch(
     await answered(slack.server, before, "still here")
     # What the hostile batch queued was dispatched before it, without a traceback.
     log.check("the dispatch of the hostile batch", warnings=10_000)
+
+
+async def test_an_id_that_is_not_valid_unicode_is_a_400(
+    slack: Slack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON's \\ud814 escape decodes to a lone surrogate, which no scope key (nor a durable
+    consumer's state key) may hold: refused at the door, one line, no traceback."""
+    log = LogCheck(caplog, slack.secrets)
+    log.mark()
+    event = genuine_event("hi")
+    body = json.dumps(event).replace('"C0CHAN0001"', '"C0\\ud814X"', 1).encode()
+    assert b"\\ud814" in body
+    assert await slack.post(body, JSON, "valid", {}) == 400
+    log.check("a lone surrogate in the channel id")
+    assert "not valid Unicode" in caplog.text
