@@ -339,6 +339,12 @@ class MattermostGateway(ChatGateway):
         if isinstance(event, TrackedPost):
             self.ledger.done(event.post_id)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster, which
+        forwarded it there): its post moves the catch-up mark."""
+        if isinstance(event, TrackedPost):
+            self.ledger.done(event.post_id)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended: the post it was handling counts as handled if it returned or
         raised, not if it was cancelled; those it left unhandled go to a fresh instance of

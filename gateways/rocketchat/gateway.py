@@ -346,6 +346,12 @@ class RocketChatGateway(ChatGateway):
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.message_id)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster, which
+        forwarded it there): its room's mark may move on."""
+        if isinstance(event, TrackedEvent):
+            self.ledger.done(event.message_id)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended: the message it was handling counts as handled if it returned or
         raised, not if it was cancelled; those it left unhandled go to a fresh instance of

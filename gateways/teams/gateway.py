@@ -246,6 +246,12 @@ class TeamsGateway(ChatGateway):
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.activity_key)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster, which
+        forwarded it there): its activity may be answered."""
+        if isinstance(event, TrackedEvent):
+            self.ledger.done(event.activity_key)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended: the event it was handling counts as handled if it returned or
         raised, not if it was cancelled; those it left unhandled go to a fresh instance of

@@ -390,6 +390,12 @@ class TelegramGateway(ChatGateway):
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.update_id)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster, which
+        forwarded it there): its update may be confirmed."""
+        if isinstance(event, TrackedEvent):
+            self.ledger.done(event.update_id)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended: the update it was handling counts as handled if it returned or
         raised, not if it was cancelled; those it left unhandled go to a fresh instance of

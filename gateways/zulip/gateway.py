@@ -367,6 +367,12 @@ class ZulipGateway(ChatGateway):
             self.ledger.done(event)
             self._topics.handled(instance.key, event)
 
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster, which
+        forwarded it there): its Zulip event may be confirmed."""
+        if isinstance(event, TrackedEvent):
+            self.ledger.done(event)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended: the event it was handling counts as handled if it returned or
         raised, not if it was cancelled; those it left unhandled go to a fresh instance of
