@@ -14,13 +14,11 @@ there.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from gateways.base import GatewayError
+from gateways.state_file import StateFile
 
 __all__ = ["PostLedger", "TrackedPost"]
 
@@ -54,7 +52,9 @@ class PostLedger:
         self.pending: dict[str, int] = {}
         #: Posts handled at or above ``mark``: their ``create_at``.
         self.handled: dict[str, int] = {}
-        self._save_failed = False
+        self._file = StateFile(
+            gateway, state_path, logger, "posts handled before a restart may be delivered again"
+        )
 
     def load(self) -> None:
         """Read ``state_path`` if it exists.
@@ -62,18 +62,16 @@ class PostLedger:
         Raises:
             GatewayError: The file can't be read or is not the ledger's JSON.
         """
-        path = self.state_path
-        if path is None or not path.exists():
-            return
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(state: Any) -> Any:
             mark = None if state["since"] is None else int(state["since"])
             handled = {str(i): int(mark or 0) for i in state.get("handled", [])}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError(
-                f"gateway {self.gateway!r}: state_path {str(path)!r} can't be read as the "
-                f"gateway's state ({exc!r}); move it away to start afresh"
-            ) from exc
+            return mark, handled
+
+        loaded = self._file.read(parse)
+        if loaded is None:
+            return
+        mark, handled = loaded
         self.mark = mark
         self.handled = handled
 
@@ -103,23 +101,5 @@ class PostLedger:
         self._save()
 
     def _save(self) -> None:
-        path = self.state_path
-        if path is None:
-            return
         state = {"since": self.mark, "handled": sorted(self.handled)}
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            if not self._save_failed:
-                logger.error(
-                    "Gateway %r: cannot write state_path %r (%s); posts handled before a "
-                    "restart may be delivered again",
-                    self.gateway,
-                    str(path),
-                    exc,
-                )
-            self._save_failed = True
-        else:
-            self._save_failed = False
+        self._file.write(state)

@@ -18,14 +18,11 @@ Times are Rocket.Chat's message ``ts``, in milliseconds since the epoch.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from gateways.base import GatewayError
+from gateways.state_file import StateFile
 
 __all__ = ["RoomLedger"]
 
@@ -49,6 +46,13 @@ class RoomLedger:
         self.handled: dict[str, dict[str, int]] = {}
         #: Messages taken and not handled yet: id to ``(room, ts)``.
         self.pending: dict[str, tuple[str, int]] = {}
+        self._file = StateFile(
+            gateway,
+            state_path,
+            logger,
+            "messages handled before a restart may be answered again",
+            kind="a Rocket.Chat gateway's state file",
+        )
 
     def load(self) -> None:
         """Read ``state_path``, when it exists.
@@ -56,20 +60,18 @@ class RoomLedger:
         Raises:
             GatewayError: The file exists but is not the ledger's JSON.
         """
-        path = self.state_path
-        if path is None or not path.exists():
-            return
-        try:
-            data = json.loads(path.read_text())
-            rooms = data["rooms"]
-            for room, entry in rooms.items():
-                self.marks[str(room)] = int(entry["mark"])
-                self.handled[str(room)] = {str(k): int(v) for k, v in entry["handled"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError(
-                f"gateway {self.gateway!r}: state_path {str(path)!r} is not a Rocket.Chat "
-                f"gateway's state file: {exc!r}"
-            ) from exc
+
+        def parse(state: Any) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+            marks, handled = {}, {}
+            for room, entry in state["rooms"].items():
+                marks[str(room)] = int(entry["mark"])
+                handled[str(room)] = {str(k): int(v) for k, v in entry["handled"].items()}
+            return marks, handled
+
+        loaded = self._file.read(parse)
+        if loaded is not None:
+            self.marks.update(loaded[0])
+            self.handled.update(loaded[1])
 
     def know(self, room: str, since: int) -> bool:
         """Start following ``room`` from ``since`` (ms), unless it has a mark already; whether
@@ -124,20 +126,10 @@ class RoomLedger:
 
     def save(self) -> None:
         """Write the state to ``state_path`` (atomically), when there is one."""
-        path = self.state_path
-        if path is None:
-            return
         data: dict[str, Any] = {
             "rooms": {
                 room: {"mark": mark, "handled": self.handled.get(room, {})}
                 for room, mark in self.marks.items()
             }
         }
-        temporary = path.with_name(f".{path.name}.tmp")
-        try:
-            temporary.write_text(json.dumps(data))
-            os.replace(temporary, path)
-        except OSError as exc:
-            logger.error("Gateway %r: cannot write state_path %s: %s", self.gateway, str(path), exc)
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        self._file.write(data)

@@ -17,13 +17,11 @@ activity schema", https://github.com/microsoft/botframework-sdk/blob/main/specs/
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from gateways.base import GatewayError
+from gateways.state_file import StateFile
 
 __all__ = ["MAX_HANDLED", "ActivityLedger", "TrackedEvent"]
 
@@ -61,7 +59,12 @@ class ActivityLedger:
         #: The Bot Connector (``serviceUrl``) of each conversation (channel id) heard from.
         self.service_urls: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._save_failed = False
+        self._file = StateFile(
+            gateway,
+            state_path,
+            logger,
+            "activities handled before a restart may be delivered again",
+        )
 
     def load(self) -> None:
         """Read ``state_path`` if it exists.
@@ -69,18 +72,16 @@ class ActivityLedger:
         Raises:
             GatewayError: The file can't be read or is not the ledger's JSON.
         """
-        path = self.state_path
-        if path is None or not path.exists():
-            return
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(state: Any) -> Any:
             handled = [str(k) for k in state["handled"]]
             urls = {str(k): str(v) for k, v in dict(state.get("service_urls", {})).items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError(
-                f"gateway {self.gateway!r}: state_path {str(path)!r} can't be read as the "
-                f"gateway's state ({exc!r}); move it away to start afresh"
-            ) from exc
+            return handled, urls
+
+        loaded = self._file.read(parse)
+        if loaded is None:
+            return
+        handled, urls = loaded
         self.handled = dict.fromkeys(handled[-MAX_HANDLED:])
         self.service_urls = urls
 
@@ -134,23 +135,5 @@ class ActivityLedger:
         return True
 
     def _save(self) -> None:
-        path = self.state_path
-        if path is None:
-            return
         state = {"handled": list(self.handled), "service_urls": self.service_urls}
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            if not self._save_failed:
-                logger.error(
-                    "Gateway %r: cannot write state_path %r (%s); activities handled before a "
-                    "restart may be delivered again",
-                    self.gateway,
-                    str(path),
-                    exc,
-                )
-            self._save_failed = True
-        else:
-            self._save_failed = False
+        self._file.write(state)

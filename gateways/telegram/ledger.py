@@ -18,13 +18,11 @@ before the restart, before Telegram heard of it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from gateways.base import GatewayError
+from gateways.state_file import StateFile
 
 __all__ = ["TrackedEvent", "UpdateLedger"]
 
@@ -61,7 +59,9 @@ class UpdateLedger:
         self._highest: int | None = None
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._progress = asyncio.Event()
-        self._save_failed = False
+        self._file = StateFile(
+            gateway, state_path, logger, "updates handled before a restart may be delivered again"
+        )
 
     @property
     def offset(self) -> int | None:
@@ -74,20 +74,16 @@ class UpdateLedger:
         Raises:
             GatewayError: The file can't be read or is not the ledger's JSON.
         """
-        path = self.state_path
-        if path is None or not path.exists():
-            return
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(state: Any) -> tuple[int | None, set[int]]:
             confirmed = state["last_update_id"]
             handled = {int(i) for i in state.get("handled", [])}
-            if confirmed is not None:
-                confirmed = int(confirmed)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError(
-                f"gateway {self.gateway!r}: state_path {str(path)!r} can't be read as the "
-                f"gateway's state ({exc!r}); move it away to start afresh"
-            ) from exc
+            return (None if confirmed is None else int(confirmed)), handled
+
+        loaded = self._file.read(parse)
+        if loaded is None:
+            return
+        confirmed, handled = loaded
         self.confirmed = confirmed
         self.handled = {i for i in handled if confirmed is None or i > confirmed}
         self._highest = max([i for i in (confirmed, *self.handled) if i is not None], default=None)
@@ -141,23 +137,5 @@ class UpdateLedger:
             pass
 
     def _save(self) -> None:
-        path = self.state_path
-        if path is None:
-            return
         state = {"last_update_id": self.confirmed, "handled": sorted(self.handled)}
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            if not self._save_failed:
-                logger.error(
-                    "Gateway %r: cannot write state_path %r (%s); updates handled before a "
-                    "restart may be delivered again",
-                    self.gateway,
-                    str(path),
-                    exc,
-                )
-            self._save_failed = True
-        else:
-            self._save_failed = False
+        self._file.write(state)

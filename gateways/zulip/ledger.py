@@ -21,13 +21,11 @@ restarted gateway polls its queue on from where it was, or catches up from its m
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, cast
 
-from gateways.base import GatewayError
+from gateways.state_file import StateFile
 
 __all__ = ["Ledger", "Marks", "TrackedEvent"]
 
@@ -123,7 +121,9 @@ class Ledger:
         self.events = Marks()
         self.messages = Marks()
         self._progress = asyncio.Event()
-        self._save_failed = False
+        self._file = StateFile(
+            gateway, state_path, logger, "messages handled before a restart may be delivered again"
+        )
 
     @property
     def last_event_id(self) -> int:
@@ -136,22 +136,20 @@ class Ledger:
         Raises:
             GatewayError: The file can't be read or is not the ledger's JSON.
         """
-        path = self.state_path
-        if path is None or not path.exists():
-            return
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
+
+        def parse(state: Any) -> Any:
             queue_id = state["queue_id"]
             event_mark = int(state["last_event_id"])
             events = {int(i) for i in state.get("events", [])}
             message_mark = state.get("message_mark")
             messages = {int(i) for i in state.get("messages", [])}
             message_mark = None if message_mark is None else int(message_mark)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise GatewayError(
-                f"gateway {self.gateway!r}: state_path {str(path)!r} can't be read as the "
-                f"gateway's state ({exc!r}); move it away to start afresh"
-            ) from exc
+            return queue_id, event_mark, events, message_mark, messages
+
+        loaded = self._file.read(parse)
+        if loaded is None:
+            return
+        queue_id, event_mark, events, message_mark, messages = loaded
         self.queue_id = str(queue_id) if queue_id is not None else None
         self.events.restore(event_mark, events)
         self.messages.restore(message_mark, messages)
@@ -192,9 +190,6 @@ class Ledger:
 
     def save(self) -> None:
         """Write the state to ``state_path`` (atomically); a failure is logged once."""
-        path = self.state_path
-        if path is None:
-            return
         state = {
             "queue_id": self.queue_id,
             "last_event_id": self.last_event_id,
@@ -202,19 +197,4 @@ class Ledger:
             "message_mark": self.messages.mark,
             "messages": sorted(self.messages.handled),
         }
-        temporary = path.with_name(path.name + ".tmp")
-        try:
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            if not self._save_failed:
-                logger.error(
-                    "Gateway %r: cannot write state_path %r (%s); messages handled before a "
-                    "restart may be delivered again",
-                    self.gateway,
-                    str(path),
-                    exc,
-                )
-            self._save_failed = True
-        else:
-            self._save_failed = False
+        self._file.write(state)
