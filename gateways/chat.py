@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from config import OptionsModel
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
-from gateways.chat_checks import TYPING_KEYS, EventCheck
+from gateways.chat_checks import TYPING_KEYS, EventCheck, is_unicode
 from layer.types import (
     ChatBot,
     ChatConversation,
@@ -329,7 +329,7 @@ class ChatGateway(Gateway):
         if self.instances.get(key) is not None:
             await self.dispatch(key, event)
             return
-        if not key.isascii() and not _is_unicode(key):
+        if not is_unicode(key):
             logger.warning(
                 "Gateway %r: skipped an event whose conversation id is not valid Unicode "
                 "(a lone surrogate): %.100r",
@@ -466,12 +466,3 @@ def _host(host: str, port: object) -> str:
     """``host:port`` for an AsyncAPI server, an IPv6 address in brackets."""
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}" if port is not None else host
-
-
-def _is_unicode(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8 (a platform's JSON may carry lone surrogates)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

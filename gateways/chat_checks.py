@@ -14,12 +14,25 @@ from typing import Any, Literal, cast
 from gateways.errors import GatewayError
 from layer.types import ChatReactEvent, ChatSendMessageEvent, Message
 
-__all__ = ["FORMATS", "REACT_KEYS", "SEND_KEYS", "TYPING_KEYS", "EventCheck"]
+__all__ = ["FORMATS", "REACT_KEYS", "SEND_KEYS", "TYPING_KEYS", "EventCheck", "is_unicode"]
 
 SEND_KEYS = frozenset({"type", "text", "thread", "reply_to", "format", "native"})
 REACT_KEYS = frozenset({"type", "message_id", "reaction", "remove"})
 TYPING_KEYS = frozenset({"type"})
 FORMATS = ("plain", "markdown")
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (encodes as UTF-8): a platform's JSON ``\\ud814``
+    escape decodes to a lone surrogate, which no conversation id (a scope key, a state key)
+    may hold."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class EventCheck:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from slack_bolt.request.internals import parse_body
 from slack_sdk.signature import SignatureVerifier
 
+from gateways.chat_checks import is_unicode
 from gateways.containers import BoundedMap
 from layer.types import ChatAttachment
 
@@ -174,18 +175,6 @@ def envelope_problem(body: Any) -> str | None:
     return _problem(body, "body", 0)
 
 
-def _unicode(text: str) -> bool:
-    """Whether ``text`` is valid Unicode: JSON's ``\\ud814`` escapes decode to lone
-    surrogates, which no id (a scope key, a state key) may hold."""
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _problem(value: Any, where: str, depth: int) -> str | None:
     if not isinstance(value, dict):
         return f"{where} is {_kind(value)}, not an object"
@@ -197,14 +186,14 @@ def _problem(value: Any, where: str, depth: int) -> str | None:
         if key in _STRICT_TEXT_KEYS or key in _TEXT_KEYS:
             if not isinstance(item, str) and (key in _STRICT_TEXT_KEYS or item is not None):
                 found = f"{path} is {_kind(item)}, not a string"
-            elif isinstance(item, str) and not _unicode(item):
+            elif isinstance(item, str) and not is_unicode(item):
                 found = f"{path} is not valid Unicode (a lone surrogate)"
         elif key in _REF_KEYS:
             if isinstance(item, dict):
                 found = _problem(item, path, depth + 1)
             elif item is not None and not isinstance(item, str):
                 found = f"{path} is {_kind(item)}, not an id or an object"
-            elif isinstance(item, str) and not _unicode(item):
+            elif isinstance(item, str) and not is_unicode(item):
                 found = f"{path} is not valid Unicode (a lone surrogate)"
         elif key in _OBJECT_KEYS:
             found = _problem(item, path, depth + 1)
