@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from layer.state.base import StateStore
 from layer.state.errors import StateConflict
-from layer.state.model import DueTimer, StateKey, StateWrite, StoredState, Timer
+from layer.state.model import StateKey, StateWrite, Timer
+from layer.state.wrapper import StoreWrapper
 
 __all__ = ["GroupCommit"]
 
@@ -24,7 +25,7 @@ __all__ = ["GroupCommit"]
 MAX_BATCH = 1000
 
 
-class GroupCommit:
+class GroupCommit(StoreWrapper):
     """A ``StateStore`` that batches the ``save`` calls of concurrent scopes into one
     ``save_many`` of the store it wraps; every other method goes straight through.
 
@@ -34,14 +35,10 @@ class GroupCommit:
     """
 
     def __init__(self, store: StateStore, *, max_batch: int = MAX_BATCH) -> None:
-        self.store = store
+        super().__init__(store)
         self.max_batch = max_batch
-        self.applied_window = store.applied_window
         self._waiting: list[tuple[StateWrite, asyncio.Future[int]]] = []
         self._flushing: asyncio.Task[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<GroupCommit {self.store!r}>"
 
     async def save(
         self,
@@ -101,26 +98,6 @@ class GroupCommit:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-
-    async def save_many(self, writes: Sequence[StateWrite]) -> list[int | StateConflict]:
-        """The wrapped store's ``save_many``."""
-        return await self.store.save_many(writes)
-
-    async def load(self, key: StateKey) -> StoredState | None:
-        """The wrapped store's ``load``."""
-        return await self.store.load(key)
-
-    async def due_timers(self, now: float, limit: int = 100) -> list[DueTimer]:
-        """The wrapped store's ``due_timers``."""
-        return await self.store.due_timers(now, limit)
-
-    async def delete(self, key: StateKey) -> bool:
-        """The wrapped store's ``delete``."""
-        return await self.store.delete(key)
-
-    async def ping(self) -> None:
-        """The wrapped store's ``ping``."""
-        await self.store.ping()
 
     async def close(self) -> None:
         """Wait for the commit in flight, then close the wrapped store."""

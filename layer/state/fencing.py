@@ -15,11 +15,9 @@ wraps its store in it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from layer.state.base import StateStore
 from layer.state.errors import StateConflict
-from layer.state.model import DueTimer, StateKey, StateWrite, StoredState, Timer
+from layer.state.model import StateKey, StoredState
+from layer.state.wrapper import StoreWrapper
 
 __all__ = ["FencingStore"]
 
@@ -27,20 +25,13 @@ __all__ = ["FencingStore"]
 ATTEMPTS = 10
 
 
-class FencingStore:
+class FencingStore(StoreWrapper):
     """A ``StateStore`` whose ``load`` raises the scope's version (see the module); every other
     method goes straight to the store it wraps.
 
     Args:
         store: The store (the daemon's, behind ``GroupCommit``).
     """
-
-    def __init__(self, store: StateStore) -> None:
-        self.store = store
-        self.applied_window = store.applied_window
-
-    def __repr__(self) -> str:
-        return f"<FencingStore {self.store!r}>"
 
     async def load(self, key: StateKey) -> StoredState | None:
         """The scope's state, written back under a new version before it is returned (an
@@ -61,37 +52,3 @@ class FencingStore:
                 continue  # written in between: load it again
             return StoredState(stored.data, version, stored.applied, stored.timers)
         raise StateConflict(key, None, None)
-
-    async def save(
-        self,
-        key: StateKey,
-        data: bytes,
-        *,
-        expect_version: int | None,
-        applied_keys: Sequence[str] = (),
-        timers: Mapping[str, Timer] | None = None,
-    ) -> int:
-        """The wrapped store's ``save``."""
-        return await self.store.save(
-            key, data, expect_version=expect_version, applied_keys=applied_keys, timers=timers
-        )
-
-    async def save_many(self, writes: Sequence[StateWrite]) -> list[int | StateConflict]:
-        """The wrapped store's ``save_many``."""
-        return await self.store.save_many(writes)
-
-    async def due_timers(self, now: float, limit: int = 100) -> list[DueTimer]:
-        """The wrapped store's ``due_timers``."""
-        return await self.store.due_timers(now, limit)
-
-    async def delete(self, key: StateKey) -> bool:
-        """The wrapped store's ``delete``."""
-        return await self.store.delete(key)
-
-    async def ping(self) -> None:
-        """The wrapped store's ``ping``."""
-        await self.store.ping()
-
-    async def close(self) -> None:
-        """Close the wrapped store."""
-        await self.store.close()
