@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 
 from config.redaction import redact_url
 from gateways.base import Gateway
-from gateways.http import listen
+from gateways.listener import listen
 from layer.state import StateStore, StoreUnavailable
 
 __all__ = ["CONNECTED", "DEFAULT_STORE_TIMEOUT", "STATE_STORE_UP", "MonitoringServer"]

@@ -33,7 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.base import GatewayError
-from gateways.http import bound_url, listen
+from gateways.listener import bound_url, listen
 from gateways.slack.events import NotJsonMessages, check_request, envelope_problem
 from gateways.slack.options import SlackGatewayOptions
 

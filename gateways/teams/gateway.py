@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
-from gateways.http import bound_url, listen
+from gateways.listener import bound_url, listen
 from gateways.teams.auth import KeysUnavailable, OpenIdKeys, TokenRefused, verify_bearer
 from gateways.teams.credentials import ClientCredentials
 from gateways.teams.inbound import Activity, TeamsInbound, split_conversation

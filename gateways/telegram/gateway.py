@@ -50,7 +50,7 @@ from tenacity import RetryCallState
 
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
-from gateways.http import bound_url, listen
+from gateways.listener import bound_url, listen
 from gateways.telegram.inbound import TelegramInbound
 from gateways.telegram.ledger import TrackedEvent, UpdateLedger
 from gateways.telegram.options import TelegramGatewayOptions

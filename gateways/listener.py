@@ -1,4 +1,4 @@
-"""The aiohttp listener that the daemon's HTTP endpoints share: Slack's Events API
+"""The aiohttp listener that the daemon's aiohttp endpoints share: Slack's Events API
 (``gateways.slack``), Telegram's webhook (``gateways.telegram``) and the monitoring server
 (``gateways.daemon.monitoring``). Not imported by ``import gateways``, which loads no aiohttp.
 """
