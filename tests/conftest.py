@@ -543,3 +543,16 @@ def make_irc_gateway() -> Callable[..., IrcGateway]:
         return IrcGateway("irc", app, IrcGatewayOptions(**settings))
 
     return make
+
+
+# -- a real browser (gateways.testing.browser) -----------------------------------------------
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Chromium (Debian's ``chromium``) under Playwright, closed after the test:
+    open a context of your own (``await browser.new_context()``) for each visitor."""
+    from gateways.testing.browser import chromium
+
+    async with chromium() as started:
+        yield started

@@ -40,6 +40,7 @@ ENTRY_POINT_GROUP = "asgi_gateway.gateways"
 BUILTIN_GATEWAYS: dict[str, str] = {
     "console": "gateways.console:ConsoleGateway",
     "discord": "gateways.discord:DiscordGateway",
+    "http": "gateways.http:HttpGateway",
     "irc": "gateways.irc:IrcGateway",
     "matrix": "gateways.matrix:MatrixGateway",
     "mattermost": "gateways.mattermost:MattermostGateway",
@@ -48,6 +49,7 @@ BUILTIN_GATEWAYS: dict[str, str] = {
     "slack": "gateways.slack:SlackGateway",
     "teams": "gateways.teams:TeamsGateway",
     "telegram": "gateways.telegram:TelegramGateway",
+    "webchat": "gateways.webchat:WebChatGateway",
     "xmpp": "gateways.xmpp:XmppGateway",
     "zulip": "gateways.zulip:ZulipGateway",
 }

@@ -33,6 +33,10 @@ A wire test server, for a platform that cannot be reached from a test:
   ``GET /messages``, 429s, dropped polls), for the official ``zulip`` bindings and the
   Zulip gateway unchanged (``gateways.testing.zulip``).
 
+A real browser for web pages: ``gateways.testing.browser.chromium()``, Debian's headless
+Chromium under Playwright (needs the ``playwright`` package and the ``chromium`` package),
+and ``PageWatch`` for the dialogs and console errors a page must not show.
+
 And the conformance kit every adapter should pass, ``GatewayConformance`` with its
 ``ConformanceHarness`` (needs pytest and pytest-asyncio; ``docs/adapters.md`` shows each), and
 ``StateStoreConformance`` with its ``StateStoreHarness``, which every state store should pass
