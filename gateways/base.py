@@ -180,6 +180,11 @@ class Gateway(AsyncApiHooks, abc.ABC):
         """
         return self._accepting
 
+    @property
+    def accepting(self) -> bool:
+        """Whether the gateway takes events: from ``start()`` until ``stop()`` begins."""
+        return self._accepting
+
     # -- what a subclass implements ----------------------------------------------------
 
     @abc.abstractmethod

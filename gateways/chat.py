@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 from config import OptionsModel
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
 from gateways.chat_checks import TYPING_KEYS, EventCheck, is_unicode
+from gateways.tracking import TrackedEvent, requeue_unhandled
 from layer.types import (
     ChatBot,
     ChatConversation,
@@ -245,8 +246,32 @@ class ChatGateway(Gateway):
         self._opened_at[key] = asyncio.get_running_loop().time()
         self.open_scope(key, self._chat_scope(key, self._configured[key]), pinned=True)
 
+    # -- deliveries confirmed once handled (gateways.tracking) ----------------------------
+
+    def tracked_done(self, event: TrackedEvent) -> None:
+        """Confirm to the platform the delivery ``event`` was made of: it was handled, here
+        or by the daemon that owns its conversation (``gateways.tracking``). A gateway that
+        dispatches ``TrackedEvent`` s overrides it; it must not raise."""
+
+    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
+        """The application handled ``event``: a tracked one is confirmed (``tracked_done``)."""
+        if isinstance(event, TrackedEvent):
+            self.tracked_done(event)
+
+    def remote_handled(self, event: Message) -> None:
+        """The daemon that owns its conversation handled ``event`` (a cluster forwarded it
+        there): a tracked one is confirmed (``tracked_done``)."""
+        if isinstance(event, TrackedEvent):
+            self.tracked_done(event)
+
     def scope_finished(self, instance: ScopeInstance) -> None:
-        """Schedule a configured conversation whose instance ended on its own to open again."""
+        """Schedule a configured conversation whose instance ended on its own to open again;
+        then settle the tracked events it held (``gateways.tracking.requeue_unhandled``)."""
+        self._reopen_later(instance)
+        if self.tracks_handling:
+            requeue_unhandled(self, instance, self.tracked_done)
+
+    def _reopen_later(self, instance: ScopeInstance) -> None:
         key = instance.key
         if key not in self._configured or instance.ending is not None or not self._accepting:
             return  # not configured; closed by the application; or the gateway is stopping

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.mattermost.api import MattermostApi, MattermostApiError, created_at
@@ -44,7 +45,6 @@ from layer.types import (
     ChatReactEvent,
     ChatSendMessageEvent,
     ChatTypingEvent,
-    Message,
 )
 
 __all__ = ["MAX_POST", "MattermostGateway", "MattermostGatewayOptions"]
@@ -334,38 +334,11 @@ class MattermostGateway(ChatGateway):
             raise GatewayError(f"gateway {self.name!r} is not started")
         return self.api
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
-        """The application handled ``event``: its post moves the catch-up mark."""
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation):
+        its post moves the catch-up mark (``gateways.tracking``)."""
         if isinstance(event, TrackedPost):
             self.ledger.done(event.post_id)
-
-    def remote_handled(self, event: Message) -> None:
-        """The daemon that owns its conversation handled ``event`` (a cluster, which
-        forwarded it there): its post moves the catch-up mark."""
-        if isinstance(event, TrackedPost):
-            self.ledger.done(event.post_id)
-
-    def scope_finished(self, instance: ScopeInstance) -> None:
-        """An instance ended: the post it was handling counts as handled if it returned or
-        raised, not if it was cancelled; those it left unhandled go to a fresh instance of
-        the same conversation (while stopping, they stay above the mark for the next
-        process)."""
-        super().scope_finished(instance)
-        task = instance.task
-        cancelled = task is None or task.cancelled()
-        last = instance.take_in_hand()
-        unhandled = [e for e in instance.take_unread() if isinstance(e, TrackedPost)]
-        if isinstance(last, TrackedPost):
-            if cancelled:
-                unhandled.insert(0, last)
-            else:
-                self.ledger.done(last.post_id)
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
 
     # -- events from the application -------------------------------------------------------
 

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gateways import tracking
 from gateways.state_file import StateFile
 
 __all__ = ["PostLedger", "TrackedPost"]
@@ -25,7 +26,7 @@ __all__ = ["PostLedger", "TrackedPost"]
 logger = logging.getLogger("gateways.mattermost")
 
 
-class TrackedPost(dict[str, Any]):
+class TrackedPost(tracking.TrackedEvent):
     """A chat event made of one Mattermost post; ``post_id`` says which."""
 
     __slots__ = ("post_id",)

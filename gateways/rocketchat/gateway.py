@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.rocketchat.ddp import DdpClosed, DdpError, DdpSession
@@ -41,7 +42,6 @@ from layer.types import (
     ChatReactEvent,
     ChatSendMessageEvent,
     ChatTypingEvent,
-    Message,
 )
 
 __all__ = ["RocketChatGateway", "RocketChatGatewayOptions"]
@@ -341,37 +341,11 @@ class RocketChatGateway(ChatGateway):
 
     # -- handling, for the ledger --------------------------------------------------------------
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
-        """The application handled ``event``: its room's mark may move on."""
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation):
+        its room's mark may move on (``gateways.tracking``)."""
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.message_id)
-
-    def remote_handled(self, event: Message) -> None:
-        """The daemon that owns its conversation handled ``event`` (a cluster, which
-        forwarded it there): its room's mark may move on."""
-        if isinstance(event, TrackedEvent):
-            self.ledger.done(event.message_id)
-
-    def scope_finished(self, instance: ScopeInstance) -> None:
-        """An instance ended: the message it was handling counts as handled if it returned or
-        raised, not if it was cancelled; those it left unhandled go to a fresh instance of
-        the same conversation (while stopping, they stay unhandled for the next process)."""
-        super().scope_finished(instance)
-        task = instance.task
-        cancelled = task is None or task.cancelled()
-        last = instance.take_in_hand()
-        unhandled = [e for e in instance.take_unread() if isinstance(e, TrackedEvent)]
-        if isinstance(last, TrackedEvent):
-            if cancelled:
-                unhandled.insert(0, last)
-            else:
-                self.ledger.done(last.message_id)
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
 
     # -- events from the application -------------------------------------------------------
 

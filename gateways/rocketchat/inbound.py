@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter
 
+from gateways import tracking
 from gateways.chat import ConversationHost
 from gateways.containers import BoundedMap, Recent
 from gateways.rocketchat.events import (
@@ -45,7 +46,7 @@ DUPLICATES = Counter(
 )
 
 
-class TrackedEvent(dict[str, Any]):
+class TrackedEvent(tracking.TrackedEvent):
     """A chat event made of one Rocket.Chat message; ``message_id`` says which."""
 
     __slots__ = ("message_id",)

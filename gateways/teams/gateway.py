@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.listener import bound_url, listen
@@ -241,37 +242,11 @@ class TeamsGateway(ChatGateway):
 
     # -- handled, or not -----------------------------------------------------------------
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
-        """The application handled ``event``: its activity may be answered."""
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation):
+        its activity may be answered (``gateways.tracking``)."""
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.activity_key)
-
-    def remote_handled(self, event: Message) -> None:
-        """The daemon that owns its conversation handled ``event`` (a cluster, which
-        forwarded it there): its activity may be answered."""
-        if isinstance(event, TrackedEvent):
-            self.ledger.done(event.activity_key)
-
-    def scope_finished(self, instance: ScopeInstance) -> None:
-        """An instance ended: the event it was handling counts as handled if it returned or
-        raised, not if it was cancelled; those it left unhandled go to a fresh instance of
-        the same conversation (while stopping, they stay unanswered: 503, sent again)."""
-        super().scope_finished(instance)
-        task = instance.task
-        cancelled = task is None or task.cancelled()
-        last = instance.take_in_hand()
-        unhandled = [e for e in instance.take_unread() if isinstance(e, TrackedEvent)]
-        if isinstance(last, TrackedEvent):
-            if cancelled:
-                unhandled.insert(0, last)
-            else:
-                self.ledger.done(last.activity_key)
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
 
     def asyncapi_server(self) -> dict[str, Any] | None:
         """``ChatGateway.asyncapi_server`` with the messaging endpoint as ``host``."""

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gateways import tracking
 from gateways.state_file import StateFile
 
 __all__ = ["MAX_HANDLED", "ActivityLedger", "TrackedEvent"]
@@ -31,7 +32,7 @@ logger = logging.getLogger("gateways.teams")
 MAX_HANDLED = 10_000
 
 
-class TrackedEvent(dict[str, Any]):
+class TrackedEvent(tracking.TrackedEvent):
     """A chat event made of one activity; ``activity_key`` says which."""
 
     __slots__ = ("activity_key",)

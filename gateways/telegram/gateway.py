@@ -48,6 +48,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from tenacity import RetryCallState
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.listener import bound_url, listen
@@ -55,7 +56,7 @@ from gateways.telegram.inbound import TelegramInbound
 from gateways.telegram.ledger import TrackedEvent, UpdateLedger
 from gateways.telegram.options import TelegramGatewayOptions
 from gateways.telegram.outbound import NATIVE_KEYS, Outbound
-from layer.types import ASGIApp, ChatConversation, ChatSendMessageEvent, ChatTypingEvent, Message
+from layer.types import ASGIApp, ChatConversation, ChatSendMessageEvent, ChatTypingEvent
 
 __all__ = ["SECRET_HEADER", "TelegramGateway", "TelegramGatewayOptions"]
 
@@ -385,37 +386,11 @@ class TelegramGateway(ChatGateway):
             )
         self.ledger.done(update.update_id)
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
-        """The application handled ``event``: its update may be confirmed."""
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation):
+        its update may be confirmed (``gateways.tracking``)."""
         if isinstance(event, TrackedEvent):
             self.ledger.done(event.update_id)
-
-    def remote_handled(self, event: Message) -> None:
-        """The daemon that owns its conversation handled ``event`` (a cluster, which
-        forwarded it there): its update may be confirmed."""
-        if isinstance(event, TrackedEvent):
-            self.ledger.done(event.update_id)
-
-    def scope_finished(self, instance: ScopeInstance) -> None:
-        """An instance ended: the update it was handling counts as handled if it returned or
-        raised, not if it was cancelled; those it left unhandled go to a fresh instance of
-        the same conversation (while stopping, they stay unconfirmed for the next process)."""
-        super().scope_finished(instance)
-        task = instance.task
-        cancelled = task is None or task.cancelled()
-        last = instance.take_in_hand()
-        unhandled = [e for e in instance.take_unread() if isinstance(e, TrackedEvent)]
-        if isinstance(last, TrackedEvent):
-            if cancelled:
-                unhandled.insert(0, last)
-            else:
-                self.ledger.done(last.update_id)
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
 
     # -- events from the application ----------------------------------------------------
 

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gateways import tracking
 from gateways.state_file import StateFile
 
 __all__ = ["TrackedEvent", "UpdateLedger"]
@@ -29,7 +30,7 @@ __all__ = ["TrackedEvent", "UpdateLedger"]
 logger = logging.getLogger("gateways.telegram")
 
 
-class TrackedEvent(dict[str, Any]):
+class TrackedEvent(tracking.TrackedEvent):
     """A chat event made of one Telegram update; ``update_id`` says which."""
 
     __slots__ = ("update_id",)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from tenacity import RetryCallState
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.zulip.catchup import catch_up
@@ -361,39 +362,22 @@ class ZulipGateway(ChatGateway):
             raise GatewayError(f"GET {endpoint} answered no {key}")
         return found
 
-    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
-        """The application handled ``event``: its Zulip event may be confirmed."""
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation): its
+        Zulip event may be confirmed (``gateways.tracking``)."""
         if isinstance(event, TrackedEvent):
             self.ledger.done(event)
+
+    def event_handled(self, instance: ScopeInstance, event: Message) -> None:
+        """As ``ChatGateway``'s; the topic's catch-up mark moves on too."""
+        super().event_handled(instance, event)
+        if isinstance(event, TrackedEvent):
             self._topics.handled(instance.key, event)
 
-    def remote_handled(self, event: Message) -> None:
-        """The daemon that owns its conversation handled ``event`` (a cluster, which
-        forwarded it there): its Zulip event may be confirmed."""
-        if isinstance(event, TrackedEvent):
-            self.ledger.done(event)
-
     def scope_finished(self, instance: ScopeInstance) -> None:
-        """An instance ended: the event it was handling counts as handled if it returned or
-        raised, not if it was cancelled; those it left unhandled go to a fresh instance of
-        the same conversation (while stopping, they stay unconfirmed for the next process)."""
+        """As ``ChatGateway``'s; a conversation left with no instance is forgotten."""
         super().scope_finished(instance)
-        task = instance.task
-        cancelled = task is None or task.cancelled()
-        last = instance.take_in_hand()
-        unhandled = [e for e in instance.take_unread() if isinstance(e, TrackedEvent)]
-        if isinstance(last, TrackedEvent):
-            if cancelled:
-                unhandled.insert(0, last)
-            else:
-                self.ledger.done(last)
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
-        elif instance.key not in self.instances:
+        if instance.key not in self.instances:
             self._topics.forget(instance.key)
 
     def conversation_of_key(self, key: str) -> ChatConversation | None:

@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any, cast
 
+from gateways import tracking
 from gateways.state_file import StateFile
 
 __all__ = ["Ledger", "Marks", "TrackedEvent"]
@@ -32,7 +33,7 @@ __all__ = ["Ledger", "Marks", "TrackedEvent"]
 logger = logging.getLogger("gateways.zulip")
 
 
-class TrackedEvent(dict[str, Any]):
+class TrackedEvent(tracking.TrackedEvent):
     """A chat event made of one Zulip event: ``event_id`` of queue ``queue_id`` (``None``
     for a message fetched after a queue was lost) and ``message_id`` (``None`` for a
     reaction) say which. Event ids start again in each queue: one of a queue replaced since
