@@ -2,9 +2,8 @@
 
 Slack's ``AsyncApp`` (slack-bolt) receives what Slack sends, in Socket Mode (a WebSocket
 the gateway opens with the app-level token) or over the Events API (Slack POSTs signed
-requests to ``http://host:port/path``; Bolt checks the signature and the timestamp), and
-acknowledges it at once; the gateway then turns it into chat events
-(``docs/specs/chat.md``), in the order it arrived:
+requests to ``http://host:port/path``; Bolt checks the signature and the timestamp); the
+gateway turns it into chat events (``docs/specs/chat.md``), in the order it arrived:
 
 - a ``message`` in a channel, private channel, DM or group DM, or a reply in a thread ->
   ``chat.message`` in the conversation ``conversation_for`` names (a DM is ``direct``, the
@@ -12,11 +11,15 @@ acknowledges it at once; the gateway then turns it into chat events
   ``mentions_bot`` when it mentions the bot (``<@U...>``) or came as ``app_mention``; a
   message Slack sends both as ``message`` and ``app_mention`` is delivered once;
 - a slash command -> ``chat.command``; ``reaction_added``/``removed`` -> ``chat.reaction``;
-  a ``block_actions`` button -> ``chat.action`` (acknowledged first, well within Slack's
-  three seconds, then dispatched);
+  a ``block_actions`` button -> ``chat.action``;
 - the bot's own messages and reactions are ignored; an event Slack delivers again (a Socket
   Mode retry, an Events API ``X-Slack-Retry-Num``) is dispatched once: recent
   ``event_id`` s are remembered (``dedupe_size``).
+
+What Slack sent is acknowledged once the application handled every event made of it, here
+or on the daemon of a cluster that owns the conversation, and at most ``ack_wait`` seconds
+after it arrived; unhandled when the gateway stops, it is not acknowledged, and Slack sends
+it again (``acks``).
 
 Out: ``chat.send`` -> ``chat.postMessage`` (in the conversation's thread, or ``thread``, or
 the thread of ``reply_to``; ``format: markdown`` as a ``markdown`` block, ``plain`` with
@@ -38,7 +41,7 @@ Beside this module: ``options``, ``transport`` (Socket Mode and the Events API l
 with their checks of each envelope and request), ``inbound`` (payloads to events; it uses
 the gateway as an ``InboundHost``), ``outbound`` (events to Web API arguments), ``events``
 (parsing and request checks; ``Threads``, owned here, shared by both halves) and ``retry``
-(retry handlers, the watch for refused tokens).
+(retry handlers, the watch for refused tokens), ``acks`` (when a delivery is acknowledged).
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.slack.acks import Deliveries, Delivery, NotHandled, SlackEvent
 from gateways.slack.events import Threads
 from gateways.slack.inbound import SlackInbound
 from gateways.slack.options import SlackGatewayOptions, SlackRetry
@@ -103,6 +108,7 @@ class SlackGateway(ChatGateway):
     options: SlackGatewayOptions
     formats: ClassVar[frozenset[str]] = frozenset({"plain", "markdown"})
     native_kinds: ClassVar[frozenset[str]] = NATIVE_KEYS
+    tracks_handling = True
 
     def __init__(
         self,
@@ -123,7 +129,7 @@ class SlackGateway(ChatGateway):
         #: The way in, made at start: Socket Mode, or the Events API listener.
         self._socket: SocketMode | None = None
         self._events_api: EventsApi | None = None
-        self._inbox: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
+        self._inbox: asyncio.Queue[tuple[str, dict[str, Any], Delivery]] | None = None
         self._worker: asyncio.Task[None] | None = None
         #: True from a successful start to close: a token refused then fails the gateway.
         self._serving = False
@@ -131,6 +137,8 @@ class SlackGateway(ChatGateway):
         self.refusal: GatewayError | None = None
         #: The thread of recent messages, received and posted (for reactions and ``reply_to``).
         self.threads = Threads(options.dedupe_size)
+        #: The recent deliveries by ``event_id``, and when each may be acknowledged.
+        self.deliveries = Deliveries(options.dedupe_size)
         #: Slack payloads to chat events, with the memory that takes.
         self.inbound = SlackInbound(
             self, self.threads, size=options.dedupe_size, resolve_names=options.resolve_names
@@ -282,6 +290,8 @@ class SlackGateway(ChatGateway):
             name=f"asgi-gateway {self.name}",
             logger=_bolt_logger,
             request_verification_enabled=options.mode == "http",
+            # Bolt answers Slack once the listener returned: once handled (acks).
+            process_before_response=True,
         )
         for event_type in ("message", "app_mention", "reaction_added", "reaction_removed"):
             app.event(event_type)(self._on_event)
@@ -293,9 +303,12 @@ class SlackGateway(ChatGateway):
         return app
 
     async def _on_bolt_error(self, error: Exception) -> BoltResponse:
-        """Bolt's error handler (``app.error``): a payload that passed the checks yet made
-        Bolt fail is answered 400 and logged once, by the error's type only (its message may
-        quote the payload)."""
+        """Bolt's error handler (``app.error``): a delivery unhandled as the gateway stops is
+        answered 503 (``NotHandled``: not acknowledged, so Slack sends it again); a payload
+        that passed the checks yet made Bolt fail is answered 400 and logged once, by the
+        error's type only (its message may quote the payload)."""
+        if isinstance(error, NotHandled):
+            return BoltResponse(status=503, body={"error": "stopping"})
         logger.warning(
             "Gateway %r: Bolt could not handle a Slack payload (%s); answered 400",
             self.name,
@@ -308,34 +321,59 @@ class SlackGateway(ChatGateway):
             raise GatewayError(f"gateway {self.name!r} is not started")
         return self.client
 
-    # -- Bolt listeners: acknowledge, remember, queue ----------------------------------------
+    # -- Bolt listeners: remember, queue, acknowledge once handled ----------------------------
 
     async def _on_event(self, body: dict[str, Any]) -> None:
-        """An event Bolt acknowledged already; queued unless its ``event_id`` was seen."""
-        if self.inbound.first_delivery(body):
-            await self._enqueue("event", body)
+        """An event: queued unless Slack sent its ``event_id`` before; Bolt acknowledges it
+        when this returns, once handled (``_handled``)."""
+        delivery, new = self.deliveries.take(body)
+        if new:
+            await self._enqueue("event", body, delivery)
+        else:
+            self.inbound.redelivered(body)
+        await self._handled(delivery)
 
     async def _on_other_event(self) -> None:
         """An event type the gateway does not turn into chat events: acknowledged only."""
 
     async def _on_interaction(self, ack: AsyncAck, body: dict[str, Any]) -> None:
-        """A slash command or a block action: acknowledged first, then queued."""
+        """A slash command or a block action: queued, acknowledged once handled."""
+        delivery = Delivery()
+        await self._enqueue("command" if "command" in body else "action", body, delivery)
+        await self._handled(delivery)
         await ack()
-        await self._enqueue("command" if "command" in body else "action", body)
 
-    async def _enqueue(self, kind: str, body: dict[str, Any]) -> None:
+    async def _enqueue(self, kind: str, body: dict[str, Any], delivery: Delivery) -> None:
         if self._inbox is not None:
-            await self._inbox.put((kind, body))
+            await self._inbox.put((kind, body, delivery))
+        else:
+            delivery.dispatched()
+
+    async def _handled(self, delivery: Delivery) -> None:
+        """Wait until ``delivery`` is handled, at most ``ack_wait`` seconds.
+
+        Raises:
+            NotHandled: It was not, and the gateway is stopping: not acknowledged.
+        """
+        if await delivery.wait(self.options.ack_wait) or self.accepting:
+            return
+        raise NotHandled(f"gateway {self.name!r} stopped before the delivery was handled")
+
+    def tracked_done(self, event: tracking.TrackedEvent) -> None:
+        """``event`` was handled (here, or by the daemon that owns its conversation): its
+        delivery may be acknowledged once its other events are (``acks``)."""
+        if isinstance(event, SlackEvent):
+            event.delivery.done()
 
     async def _work(self) -> None:
-        """Dispatch what was acknowledged, one at a time, in the order it arrived."""
+        """Dispatch what arrived, one at a time, in the order it arrived."""
         inbox = self._inbox
         if inbox is None:
             return
         while True:
-            kind, body = await inbox.get()
+            kind, body, delivery = await inbox.get()
             try:
-                await self.inbound.handle(kind, body)
+                await self.inbound.handle(kind, body, delivery)
             except Exception:
                 logger.exception("Gateway %r: a Slack %s could not be dispatched", self.name, kind)
 

@@ -33,6 +33,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateways.chat import ConversationHost
 from gateways.containers import BoundedMap, Recent
+from gateways.slack.acks import Delivery, SlackEvent
 from gateways.slack.events import (
     DELIVERED_SUBTYPES,
     Threads,
@@ -42,7 +43,7 @@ from gateways.slack.events import (
     mentions,
     thread_of,
 )
-from layer.types import ChatBot, ChatConversation, ChatUser
+from layer.types import ChatBot, ChatConversation, ChatUser, Message
 
 __all__ = ["DUPLICATES", "InboundHost", "SlackInbound"]
 
@@ -104,34 +105,51 @@ class SlackInbound:
         self.host = host
         self.threads = threads
         self.resolve_names = resolve_names
-        self._event_ids: Recent[str] = Recent(size)
         self._messages: Recent[tuple[str, str]] = Recent(size)
+        self._delivery: Delivery | None = None
         self._users: BoundedMap[str, tuple[str | None, bool]] = BoundedMap(size)
         self._channels: BoundedMap[str, str | None] = BoundedMap(size)
         self._redelivered = DUPLICATES.labels(host.name, "redelivery")
         self._mentioned = DUPLICATES.labels(host.name, "mention")
 
-    def first_delivery(self, body: dict[str, Any]) -> bool:
-        """Whether an Events API body is new: False for an ``event_id`` seen lately (a Socket
-        Mode retry, an ``X-Slack-Retry-Num`` request), which is then counted and dropped."""
-        event_id = body.get("event_id")
-        if isinstance(event_id, str) and not self._event_ids.add(event_id):
-            self._redelivered.inc()
-            logger.debug(
-                "Gateway %r: event %s delivered again; handled once", self.host.name, event_id
-            )
-            return False
-        return True
+    def redelivered(self, body: dict[str, Any]) -> None:
+        """Count and log an Events API body whose ``event_id`` Slack sent before (a Socket
+        Mode retry, an ``X-Slack-Retry-Num`` request): it is not dispatched again."""
+        self._redelivered.inc()
+        logger.debug(
+            "Gateway %r: event %s delivered again; handled once",
+            self.host.name,
+            body.get("event_id"),
+        )
 
-    async def handle(self, kind: str, body: dict[str, Any]) -> None:
-        """Dispatch one acknowledged payload: ``kind`` ``"event"`` (an Events API body),
-        ``"command"`` (a slash command's fields) or ``"action"`` (a ``block_actions``)."""
-        if kind == "event":
-            await self._event(_object(body.get("event")), _text(body.get("event_id")))
-        elif kind == "command":
-            await self._command(body)
-        else:
-            await self._action(body)
+    async def handle(self, kind: str, body: dict[str, Any], delivery: Delivery) -> None:
+        """Dispatch one payload: ``kind`` ``"event"`` (an Events API body), ``"command"`` (a
+        slash command's fields) or ``"action"`` (a ``block_actions``); each event made of it
+        is a ``SlackEvent`` of ``delivery``, which is told when it is dispatched."""
+        self._delivery = delivery
+        try:
+            if kind == "event":
+                await self._event(_object(body.get("event")), _text(body.get("event_id")))
+            elif kind == "command":
+                await self._command(body)
+            else:
+                await self._action(body)
+        finally:
+            self._delivery = None
+            delivery.dispatched()
+
+    async def _dispatch(self, key: str, conversation: ChatConversation, event: Message) -> None:
+        """``dispatch_chat`` of one event of the payload in hand, tracked by its delivery."""
+        delivery = self._delivery
+        if delivery is None:
+            await self.host.dispatch_chat(key, conversation, event)
+            return
+        delivery.given()
+        try:
+            await self.host.dispatch_chat(key, conversation, SlackEvent(delivery, event))
+        except BaseException:
+            delivery.done()
+            raise
 
     async def _event(self, event: dict[str, Any], event_id: str | None) -> None:
         kind = event.get("type")
@@ -166,7 +184,7 @@ class SlackInbound:
         key, conversation = await self._conversation(
             channel, event.get("channel_type"), thread_id, user_id
         )
-        await self.host.dispatch_chat(
+        await self._dispatch(
             key,
             conversation,
             {
@@ -201,7 +219,7 @@ class SlackInbound:
             "user": await self._user(user_id),
             "raw": event,
         }
-        await self.host.dispatch_chat(key, conversation, _keyed(reacted, event_id))
+        await self._dispatch(key, conversation, _keyed(reacted, event_id))
 
     async def _command(self, body: dict[str, Any]) -> None:
         channel, user_id = _text(body.get("channel_id")) or "", _text(body.get("user_id")) or ""
@@ -219,9 +237,7 @@ class SlackInbound:
             "user": await self._user(user_id, hint=body.get("user_name")),
             "raw": _without_token(body),
         }
-        await self.host.dispatch_chat(
-            key, conversation, _keyed(command, _text(body.get("trigger_id")))
-        )
+        await self._dispatch(key, conversation, _keyed(command, _text(body.get("trigger_id"))))
 
     async def _action(self, body: dict[str, Any]) -> None:
         container = _object(body.get("container"))
@@ -259,7 +275,7 @@ class SlackInbound:
                 "raw": raw,
             }
             once = f"{trigger_id}/{index}" if trigger_id else None
-            await self.host.dispatch_chat(key, conversation, _keyed(pressed, once))
+            await self._dispatch(key, conversation, _keyed(pressed, once))
 
     async def _conversation(
         self,

@@ -62,7 +62,10 @@ class SlackGatewayOptions(ChatGatewayOptions):
         dedupe_size: How many recent event ids (and message timestamps) are remembered to
             deliver a redelivered event, or a message Slack sends both as ``message`` and
             ``app_mention``, only once.
-        max_pending_events: Events acknowledged to Slack and waiting to be dispatched; when
+        ack_wait: Seconds a Socket Mode envelope or Events API request waits to be
+            acknowledged until the application handled its events (Slack sends it again
+            after 3 s without an answer); then it is acknowledged anyway. 0: on arrival.
+        max_pending_events: Events received from Slack and waiting to be dispatched; when
             full, new ones wait.
     """
 
@@ -83,6 +86,7 @@ class SlackGatewayOptions(ChatGatewayOptions):
     resolve_names: bool = True
     dedupe_size: int = Field(default=10_000, ge=1)
     max_pending_events: int = Field(default=1_000, ge=1)
+    ack_wait: float = Field(default=2.0, ge=0, lt=3)
 
     @field_validator("bot_token")
     @classmethod
