@@ -270,6 +270,9 @@ class Config(_Model):
         access: Who may run which chat command (``config.access``), or ``None``.
         state: The store of durable scopes' state (``config.state``), or ``None`` for none.
         cluster: Scope ownership across daemons (``config.cluster``), or ``None`` for none.
+        lifespan: The ASGI lifespan protocol for the application (``"auto"``, ``"on"``,
+            ``"off"``: ``gateways.daemon.lifespan``): ``lifespan.startup`` before the
+            gateways start, ``lifespan.shutdown`` after they stopped.
     """
 
     application: Annotated[str, AfterValidator(_import_path)]
@@ -285,6 +288,7 @@ class Config(_Model):
     access: AccessConfig | None = None
     state: StateConfig | None = None
     cluster: ClusterConfig | None = None
+    lifespan: Literal["auto", "on", "off"] = "auto"
 
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)
 

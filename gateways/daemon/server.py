@@ -13,6 +13,10 @@ draining still finds its worker.
 
 The monitoring server (the ``monitoring:`` section, ``gateways.daemon.monitoring``) starts before
 everything else, so ``/healthz`` answers during start-up, and stops last.
+
+The application's ASGI lifespan scope (``gateways.daemon.lifespan``) gets
+``lifespan.startup`` before the first gateway or worker starts and ``lifespan.shutdown`` after
+the last one stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
 from gateways.daemon.cluster import Cluster, build_cluster
+from gateways.daemon.lifespan import Lifespan, LifespanMode
 from gateways.daemon.registry import resolve_gateway
 from gateways.daemon.timers import TimerService
 from gateways.daemon.worker import Worker, WorkerOptions, check_channel_names, is_process_local
@@ -61,6 +66,9 @@ class Daemon:
         cluster: Scope ownership across daemons (``gateways.daemon.cluster``), started before
             the gateways and stopped after them; its store fences every scope it loads
             (``layer.state.FencingStore``); or ``None``.
+        lifespan: The ASGI lifespan protocol for the application (``auto``, ``on``, ``off``:
+            ``gateways.daemon.lifespan``), its startup before the gateways start and its
+            shutdown after they stopped.
     """
 
     def __init__(
@@ -75,8 +83,11 @@ class Daemon:
         state_store: StateStore | None = None,
         timer_interval: float = 1.0,
         cluster: Cluster | None = None,
+        lifespan: LifespanMode = "auto",
     ) -> None:
         self.application = application
+        #: The application's lifespan scope (``gateways.daemon.lifespan``).
+        self.lifespan = Lifespan(application, mode=lifespan, channel_layer=channel_layer)
         self.cluster = cluster
         if cluster is not None:
             cluster.gateways = {g.name: g for g in gateways}
@@ -148,6 +159,7 @@ class Daemon:
             state_store=state_store,
             timer_interval=config.state.timer_interval if config.state else 1.0,
             cluster=build_cluster(config, channel_layer),
+            lifespan=config.lifespan,
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -199,6 +211,7 @@ class Daemon:
             workers=[worker],
             state_store=_state_store(config),
             timer_interval=config.state.timer_interval if config.state else 1.0,
+            lifespan=config.lifespan,
         )
         daemon.monitoring = _monitoring(config, daemon)
         return daemon
@@ -228,6 +241,7 @@ class Daemon:
             try:
                 if self.cluster is not None:
                     await self.cluster.start()
+                await self.lifespan.startup()
                 for gateway in [*self.workers, *self.gateways]:
                     await gateway.start()
                     started.append(gateway)
@@ -249,6 +263,7 @@ class Daemon:
                 await asyncio.gather(
                     *(g.stop(self.shutdown_timeout) for g in workers), return_exceptions=True
                 )
+                await self.lifespan.shutdown()
                 if self.cluster is not None:
                     await self.cluster.stop()
                 await _close_layer(self.channel_layer)
