@@ -143,6 +143,13 @@ async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path:
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.2)
         assert state(reply) == {"last": 20.0, "avg": 20.0, "count": 1}
+        # On the embedded broker, the example's simulated devices publish readings: kitchen's
+        # state (retained) counts them.
+        async with aiomqtt.Client("127.0.0.1", port) as c:
+            await c.subscribe("devices/kitchen/state", qos=1)
+            kitchen = state(await next_message(c, "devices/kitchen/state", timeout=20))
+        assert kitchen["count"] >= 1
+        assert 20.0 <= kitchen["last"] <= 22.0
         assert daemon.stop() == 0, daemon.output
         assert "Embedded MQTT broker listening" in daemon.output
     finally:

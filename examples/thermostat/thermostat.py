@@ -26,6 +26,9 @@ started for it, with its stored state, if it is not running. ``devices`` asks ev
 device at once: each device consumer is in the group ``thermostats``. The conversation named
 ``alerts``, which the gateway opens at start (its ``conversations`` option), joins
 ``telemetry`` and posts every alert and every silence.
+
+On the embedded broker, two simulated devices (``simulated.py``, the application's lifespan
+part) publish readings, so that ``temp kitchen`` has an answer on a fresh machine.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
+from simulated import simulated_devices
 
 from consumers import (
     ChatConsumer,
@@ -303,5 +307,7 @@ application = ProtocolTypeRouter(
                 chat_route(ThermostatChat.as_asgi()),
             ]
         ),
+        # kitchen and garage, publishing readings on the embedded broker (simulated.py)
+        "lifespan": simulated_devices,
     }
 )
