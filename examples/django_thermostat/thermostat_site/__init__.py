@@ -1,0 +1,1 @@
+"""The Django project of the thermostat site: settings, URLs and the ASGI application."""
