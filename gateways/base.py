@@ -181,6 +181,13 @@ class Gateway(AsyncApiHooks, abc.ABC):
         return self._accepting
 
     @property
+    def url(self) -> str | None:
+        """Where people or platforms reach this gateway once started (a page, a webhook's
+        Request URL: ``http://127.0.0.1:8000/``), printed by the daemon at start; ``None``
+        for a gateway that only connects out (here)."""
+        return None
+
+    @property
     def accepting(self) -> bool:
         """Whether the gateway takes events: from ``start()`` until ``stop()`` begins."""
         return self._accepting

@@ -155,6 +155,11 @@ class SlackGateway(ChatGateway):
         return self._events_api is not None and self._events_api.connected
 
     @property
+    def url(self) -> str | None:
+        """``http_url``: where the platform reaches the gateway (``Gateway.url``)."""
+        return self.http_url
+
+    @property
     def http_url(self) -> str | None:
         """HTTP mode: the Request URL the gateway serves (``http://127.0.0.1:3000/slack/events``),
         with the port actually bound; ``None`` in Socket Mode or before start."""

@@ -113,6 +113,11 @@ class TeamsGateway(ChatGateway):
         return self._accepting and self._runner is not None
 
     @property
+    def url(self) -> str | None:
+        """``endpoint_url``: where the platform reaches the gateway (``Gateway.url``)."""
+        return self.endpoint_url
+
+    @property
     def endpoint_url(self) -> str | None:
         """``http://host:port/path`` as bound (the port actually bound); ``None`` before start."""
         return bound_url(self._runner, self.options.path)

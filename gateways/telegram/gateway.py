@@ -129,6 +129,11 @@ class TelegramGateway(ChatGateway):
         return not self._accepting
 
     @property
+    def url(self) -> str | None:
+        """``webhook_url``: where the platform reaches the gateway (``Gateway.url``)."""
+        return self.webhook_url
+
+    @property
     def webhook_url(self) -> str | None:
         """Webhook mode: ``http://host:port/path`` as bound (the port actually bound);
         ``None`` in polling mode or before start."""
