@@ -22,7 +22,6 @@ as UTF-8 bytes, under the key ``StateKey(state_name, gateway, scope_key)``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -32,8 +31,8 @@ from typing import Any
 
 from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
+from layer.retrying import retry_forever
 from layer.state import (
     StateConflict,
     StateError,
@@ -59,10 +58,6 @@ DEDUPLICATED = Counter(
     "Events skipped because their scope had already applied their idempotency key.",
     ["gateway"],
 )
-
-#: Seconds between retries of a store that cannot be reached: from 0.1 s, doubling, up to 5 s.
-RETRY_INITIAL = 0.1
-RETRY_MAX = 5.0
 
 
 class StateModelError(StateError):
@@ -98,14 +93,6 @@ def _warn_unavailable(key: StateKey, exc: BaseException | None, delay: float) ->
         delay,
         extra={"gateway": key.gateway, "scope": key.scope_key},
     )
-
-
-def _log_retry(key: StateKey) -> Callable[[RetryCallState], None]:
-    def log(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        _warn_unavailable(key, exc, state.upcoming_sleep)
-
-    return log
 
 
 class DurableState:
@@ -376,22 +363,9 @@ class DurableState:
 
 
 async def _retrying(key: StateKey, call: Callable[[], Any]) -> Any:
-    """``await call()``, again after ``StoreUnavailable`` with backoff, for ever (logged).
+    """``await call()``, again after ``StoreUnavailable`` with backoff, for ever (logged)."""
 
-    The first attempt is a plain call: tenacity's machinery, most of a save on a fast
-    store, is set up only once the store has failed (``bench/state_scopes.py``)."""
-    try:
-        return await call()
-    except StoreUnavailable as exc:
-        _warn_unavailable(key, exc, RETRY_INITIAL)
-        await asyncio.sleep(RETRY_INITIAL)
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(StoreUnavailable),
-        wait=wait_exponential_jitter(multiplier=RETRY_INITIAL, max=RETRY_MAX, jitter=RETRY_INITIAL),
-        before_sleep=_log_retry(key),
-        sleep=asyncio.sleep,
-        reraise=True,
-    ):
-        with attempt:
-            return await call()
-    raise StateError("unreachable")  # pragma: no cover (AsyncRetrying returns or raises)
+    def warn(exc: BaseException | None, delay: float) -> None:
+        _warn_unavailable(key, exc, delay)
+
+    return await retry_forever(call, retry_on=StoreUnavailable, warn=warn)

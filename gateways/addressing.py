@@ -13,19 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
-
 from layer import ChannelLayer
 from layer.addressing import SCOPE_EVENT, scope_channel
+from layer.retrying import retry_forever
 from layer.types import Message
 
 __all__ = ["AddressedHost", "receive_addressed"]
 
 logger = logging.getLogger("gateways.base")
-
-#: Seconds between attempts to receive from a layer that failed: from 0.1 s, doubling, to 5 s.
-RETRY_INITIAL = 0.1
-RETRY_MAX = 5.0
 
 
 class AddressedHost(Protocol):
@@ -42,29 +37,21 @@ async def receive_addressed(gateway: AddressedHost, layer: ChannelLayer) -> None
     which then applies its capacity to the senders). Runs until cancelled."""
     channel = scope_channel(gateway.name)
 
-    def log_retry(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
+    def warn(exc: BaseException | None, delay: float) -> None:
         logger.warning(
             "Gateway %r: receiving addressed events on %r failed (%s); retrying in %.1f s",
             gateway.name,
             channel,
             exc,
-            state.upcoming_sleep,
+            delay,
             extra={"gateway": gateway.name},
         )
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(Exception),
-        wait=wait_exponential_jitter(multiplier=RETRY_INITIAL, max=RETRY_MAX, jitter=RETRY_INITIAL),
-        before_sleep=log_retry,
-        reraise=True,
-    )
 
     async def receive() -> Message:
         return await layer.receive(channel)  # our layers give a Future: awaited here
 
     while True:
-        message: Message = await retrying(receive)
+        message: Message = await retry_forever(receive, retry_on=Exception, warn=warn)
         key, event = message.get("scope_key"), message.get("event")
         if (
             message.get("type") != SCOPE_EVENT

@@ -35,13 +35,13 @@ from typing import Any, Literal
 
 import redis.exceptions
 from prometheus_client import Counter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from config import Config
 from gateways.base import Gateway, GatewayError
 from gateways.daemon.membership import Claim, Membership
 from gateways.ownership import ForwardedEvent, OwnedGateway
 from layer import ChannelFull, ChannelLayer
+from layer.retrying import retry_forever
 from layer.types import Message, Scope
 
 __all__ = ["Cluster", "build_cluster", "cluster_channel"]
@@ -396,15 +396,7 @@ class Cluster:
     async def _retrying(self, call: Any) -> Any:
         """``await call()``, again after a Redis error, with backoff, for ever (logged): the
         event waits, as it waits for a state store that is away."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(redis.exceptions.RedisError),
-            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-            before_sleep=_log_retry,
-            reraise=True,
-        ):
-            with attempt:
-                return await call()
-        return None  # pragma: no cover (AsyncRetrying returns or raises)
+        return await retry_forever(call, retry_on=redis.exceptions.RedisError, warn=_warn)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
@@ -413,11 +405,8 @@ class Cluster:
         return task
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome is not None else None
-    logger.warning(
-        "Cluster: Redis is unavailable (%s); retrying in %.1f s", exc, state.upcoming_sleep
-    )
+def _warn(exc: BaseException | None, delay: float) -> None:
+    logger.warning("Cluster: Redis is unavailable (%s); retrying in %.1f s", exc, delay)
 
 
 def build_cluster(config: Config, layer: ChannelLayer) -> Cluster | None:

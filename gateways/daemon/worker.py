@@ -33,11 +33,11 @@ from typing import Any
 
 from prometheus_client import Counter
 from pydantic import Field, field_validator
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from gateways.base import Gateway, GatewayError, GatewayOptions, ScopeInstance
 from gateways.metrics import EVENTS_DROPPED
 from layer import ChannelLayer, InvalidName, require_valid_channel_name
+from layer.retrying import retry_forever
 from layer.types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -247,42 +247,28 @@ class Worker(Gateway):
                 await self._hand_over(channel, message)
 
     async def _receive(self, channel: str) -> Message:
-        try:
+        """The next message of ``channel``; a layer that fails (Redis restarting) is retried
+        with backoff, for ever, each failure logged."""
+
+        def warn(exc: BaseException | None, delay: float) -> None:
+            logger.error(
+                "Worker %r: receive from channel %r failed (%s: %s); retrying in %.1f s",
+                self.name,
+                channel,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+
+        async def receive() -> Message:
             return await self._layer.receive(channel)
-        except Exception as exc:  # the layer failed (e.g. Redis restarting): retry, forever
-            self._log_receive_failure(channel, exc)
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(
-                multiplier=RECEIVE_RETRY_INITIAL,
-                max=RECEIVE_RETRY_MAXIMUM,
-                jitter=RECEIVE_RETRY_INITIAL,
-            ),
-            retry=retry_if_exception_type(Exception),
-            before_sleep=functools.partial(self._log_retry, channel),
-        ):
-            with attempt:
-                return await self._layer.receive(channel)
-        raise AssertionError("unreachable: the retry never stops")  # pragma: no cover
 
-    def _log_receive_failure(self, channel: str, exc: BaseException) -> None:
-        logger.error(
-            "Worker %r: receive from channel %r failed (%s: %s); retrying",
-            self.name,
-            channel,
-            type(exc).__name__,
-            exc,
-        )
-
-    def _log_retry(self, channel: str, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        logger.error(
-            "Worker %r: receive from channel %r failed again (%s: %s); retrying in %.1f s",
-            self.name,
-            channel,
-            type(exc).__name__,
-            exc,
-            wait,
+        return await retry_forever(
+            receive,
+            retry_on=Exception,
+            warn=warn,
+            initial=RECEIVE_RETRY_INITIAL,
+            maximum=RECEIVE_RETRY_MAXIMUM,
         )
 
     def _acceptable(self, channel: str, message: Any) -> bool:
