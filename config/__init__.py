@@ -24,6 +24,7 @@ from config.models import (
     WorkersConfig,
 )
 from config.monitoring import MonitoringConfig
+from config.plugins import PluginEntry, PluginRegistry, accepted_options
 from config.redaction import (
     SECRET_MASK,
     OptionsModel,
@@ -49,10 +50,13 @@ __all__ = [
     "LoggingConfig",
     "MonitoringConfig",
     "OptionsModel",
+    "PluginEntry",
+    "PluginRegistry",
     "RedactedReprMixin",
     "SourceMap",
     "StateConfig",
     "WorkersConfig",
+    "accepted_options",
     "format_path",
     "import_from_string",
     "interpolate",

@@ -10,11 +10,10 @@ the Channels layer spec, found by import path (``"pkg.mod:Class"`` or Channels' 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from config import ConfigError, import_from_string
+from config import ConfigError, accepted_options, import_from_string
 
 from .base import ChannelLayer, LayerError
 
@@ -84,17 +83,9 @@ def _check_options(cls: Any, name: str, options: dict[str, Any]) -> None:
     for option in options:
         if not isinstance(option, str):
             raise LayerError(f"channel layer option names must be str, got {option!r}")
-    try:
-        parameters = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return  # no signature to check against: the call itself will tell
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    accepted = accepted_options(cls)
+    if accepted is None:  # it takes **kwargs, or has no signature: the call will tell
         return
-    accepted = [
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
     for option in options:
         if option not in accepted:
             raise LayerError(

@@ -11,15 +11,15 @@ A ``type`` is one of:
 
 Two distributions claiming one name is an error that names both, whenever that name is
 used or listed: which one would win depends on the order of ``sys.path``, so neither does.
+The resolving itself is ``config.plugins.PluginRegistry``'s, shared with the state stores.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
+from typing import TypeGuard
 
-from config import ConfigError, import_from_string
+from config import ConfigError, PluginEntry, PluginRegistry
 from gateways.base import Gateway
 
 __all__ = [
@@ -29,8 +29,6 @@ __all__ = [
     "installed_gateways",
     "resolve_gateway",
 ]
-
-logger = logging.getLogger(__name__)
 
 #: The entry-point group that adapters (ours and others') register in.
 ENTRY_POINT_GROUP = "asgi_gateway.gateways"
@@ -54,49 +52,48 @@ BUILTIN_GATEWAYS: dict[str, str] = {
     "zulip": "gateways.zulip:ZulipGateway",
 }
 
-_OUR_DISTRIBUTION = "asgi-gateway"
+#: The extra of asgi-gateway that installs what a built-in adapter needs (pyproject.toml).
+_EXTRAS = {
+    name: name
+    for name in (
+        "discord",
+        "http",
+        "irc",
+        "matrix",
+        "mattermost",
+        "rocketchat",
+        "slack",
+        "teams",
+        "telegram",
+        "webchat",
+        "xmpp",
+        "zulip",
+    )
+}
 
-#: The extra of asgi-gateway that installs what a built-in adapter needs.
-_EXTRAS = {name: name for name in ("discord", "irc", "matrix", "slack", "telegram", "xmpp")}
-
-
-@dataclass(frozen=True)
-class AdapterEntry:
-    """One installed adapter.
-
-    Attributes:
-        name: The ``type`` that selects it in YAML.
-        value: Its import path, ``"package.module:ClassName"``.
-        distribution: The distribution that registered it (``"asgi-gateway"`` for the
-            built-ins), with its version, e.g. ``"lines-gateway 0.1.0"``.
-    """
-
-    name: str
-    value: str
-    distribution: str
-
-    def load(self) -> type[Gateway]:
-        """Import the adapter's class.
-
-        Raises:
-            ConfigError: It does not import (a library it needs is missing: the message names
-                it, and the extra to install for a built-in), or is not a ``Gateway`` subclass.
-        """
-        label = f"{self.name!r} (from {self.distribution})"
-        try:
-            return _gateway_class(self.value, label)
-        except ImportError as exc:
-            hint = ""
-            if self.distribution.startswith(f"{_OUR_DISTRIBUTION} ") and self.name in _EXTRAS:
-                hint = f"; pip install 'asgi-gateway[{_EXTRAS[self.name]}]'"
-            raise ConfigError(f"gateway type {label} cannot be imported: {exc}{hint}") from exc
+AdapterEntry = PluginEntry[type[Gateway]]
+"""One installed adapter: ``name`` (the ``type`` that selects it in YAML), ``value`` (its
+import path), ``distribution`` (``"lines-gateway 0.1.0"``; ``"asgi-gateway ..."`` for the
+built-ins); ``load()`` imports its class, raising ``ConfigError`` when it does not import (a
+library it needs is missing: the message names it, and the extra to install for a built-in)
+or is not a ``Gateway`` subclass."""
 
 
-def _distribution_of(entry: EntryPoint) -> str:
-    dist = entry.dist
-    if dist is None:
-        return "an unknown distribution"
-    return f"{dist.metadata['Name']} {dist.version}"
+def _is_gateway_class(obj: object) -> TypeGuard[type[Gateway]]:
+    return isinstance(obj, type) and issubclass(obj, Gateway)
+
+
+_GATEWAYS: PluginRegistry[type[Gateway]] = PluginRegistry(
+    group=ENTRY_POINT_GROUP,
+    kind="gateway type",
+    key="type",
+    example="package.module:MyGateway",
+    error=ConfigError,
+    check=_is_gateway_class,
+    expected="a Gateway subclass",
+    builtins=BUILTIN_GATEWAYS,
+    extras=_EXTRAS,
+)
 
 
 def installed_gateways() -> dict[str, list[AdapterEntry]]:
@@ -108,21 +105,7 @@ def installed_gateways() -> dict[str, list[AdapterEntry]]:
         points (a checkout that was never ``pip install``-ed), the built-ins are added from
         ``BUILTIN_GATEWAYS``.
     """
-    found: dict[str, list[AdapterEntry]] = {}
-    ours = False
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        adapter = AdapterEntry(entry.name, entry.value, _distribution_of(entry))
-        ours = ours or adapter.distribution.startswith(f"{_OUR_DISTRIBUTION} ")
-        claims = found.setdefault(entry.name, [])
-        if adapter not in claims:  # one distribution seen twice on sys.path
-            claims.append(adapter)
-    if not ours:
-        logger.debug("asgi-gateway's entry points are not installed; using BUILTIN_GATEWAYS")
-        for name, value in BUILTIN_GATEWAYS.items():
-            found.setdefault(name, []).append(
-                AdapterEntry(name, value, f"{_OUR_DISTRIBUTION} (not installed)")
-            )
-    return found
+    return _GATEWAYS.installed(entry_points(group=ENTRY_POINT_GROUP))
 
 
 def resolve_gateway(type_name: str) -> type[Gateway]:
@@ -132,31 +115,12 @@ def resolve_gateway(type_name: str) -> type[Gateway]:
         type_name: ``"mqtt"``, the name of an installed adapter, or
             ``"package.module:ClassName"`` for a gateway of your own.
 
+    Returns:
+        The class, e.g. ``MqttGateway``.
+
     Raises:
-        ConfigError: The name is neither installed nor importable, is claimed by more than
-            one distribution, or does not name a ``Gateway`` subclass.
+        ConfigError: The name is neither installed nor importable (the message lists what is
+            installed), is claimed by more than one distribution (naming each), does not
+            import (a library it needs is missing), or does not name a ``Gateway`` subclass.
     """
-    adapters = installed_gateways()
-    claims = adapters.get(type_name)
-    if claims:
-        if len(claims) > 1:
-            raise ConfigError(
-                f"gateway type {type_name!r} is claimed by more than one installed "
-                f"distribution: {', '.join(f'{c.distribution} ({c.value})' for c in claims)}; "
-                "uninstall one, or use the import path of the one you mean as the type"
-            )
-        return claims[0].load()
-    if ":" not in type_name and "." not in type_name:
-        known = ", ".join(sorted(adapters))
-        raise ConfigError(
-            f"unknown gateway type {type_name!r}; installed: {known}, "
-            f"or an import path such as 'package.module:MyGateway'"
-        )
-    return _gateway_class(type_name, repr(type_name))
-
-
-def _gateway_class(path: str, label: str) -> type[Gateway]:
-    cls = import_from_string(path)
-    if not (isinstance(cls, type) and issubclass(cls, Gateway)):
-        raise ConfigError(f"gateway type {label} is {cls!r}, not a Gateway subclass")
-    return cls
+    return _GATEWAYS.resolve(type_name, installed_gateways())

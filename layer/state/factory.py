@@ -16,13 +16,11 @@ and must give a ``StateStore``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, TypeGuard
 
-from config import ConfigError, import_from_string
+from config import PluginEntry, PluginRegistry, accepted_options
 from layer.state.base import StateStore
 from layer.state.errors import StateError
 
@@ -46,48 +44,31 @@ BUILTIN_STATE_STORES: dict[str, str] = {
     "redis": "layer.state.redis:RedisStateStore",
 }
 
-_OUR_DISTRIBUTION = "asgi-gateway"
+#: The extra of asgi-gateway that installs what a built-in store needs (pyproject.toml).
 _EXTRAS = {"redis": "redis"}
 
-
-@dataclass(frozen=True)
-class StoreEntry:
-    """One installed state store.
-
-    Attributes:
-        name: The ``backend`` that selects it.
-        value: Its import path, ``"package.module:ClassName"``.
-        distribution: The distribution that registered it, with its version.
-    """
-
-    name: str
-    value: str
-    distribution: str
-
-    def load(self) -> Callable[..., Any]:
-        """Import the store's class.
-
-        Raises:
-            StateError: It does not import (the message names what is missing, and the
-                extra to install for a built-in), or is not callable.
-        """
-        label = f"{self.name!r} (from {self.distribution})"
-        try:
-            return _store_class(self.value, label)
-        except ImportError as exc:
-            hint = ""
-            if self.distribution.startswith(f"{_OUR_DISTRIBUTION} ") and self.name in _EXTRAS:
-                hint = f"; pip install 'asgi-gateway[{_EXTRAS[self.name]}]'"
-            raise StateError(
-                f"state store backend {label} cannot be imported: {exc}{hint}"
-            ) from exc
+StoreEntry = PluginEntry[Callable[..., Any]]
+"""One installed state store: ``name`` (the ``backend`` that selects it), ``value`` (its
+import path), ``distribution`` (with its version); ``load()`` imports its class, raising
+``StateError`` when it does not import (the message names what is missing, and the extra to
+install for a built-in), does not resolve, or is not callable."""
 
 
-def _distribution_of(entry: EntryPoint) -> str:
-    dist = entry.dist
-    if dist is None:
-        return "an unknown distribution"
-    return f"{dist.metadata['Name']} {dist.version}"
+def _is_callable(obj: object) -> TypeGuard[Callable[..., Any]]:
+    return callable(obj)
+
+
+_STATE_STORES: PluginRegistry[Callable[..., Any]] = PluginRegistry(
+    group=ENTRY_POINT_GROUP,
+    kind="state store backend",
+    key="backend",
+    example="package.module:MyStateStore",
+    error=StateError,
+    check=_is_callable,
+    expected="a class",
+    builtins=BUILTIN_STATE_STORES,
+    extras=_EXTRAS,
+)
 
 
 def installed_state_stores() -> dict[str, list[StoreEntry]]:
@@ -97,60 +78,26 @@ def installed_state_stores() -> dict[str, list[StoreEntry]]:
         Entries by name; a name with several entries is claimed by several distributions.
         Without asgi-gateway's own entries, the built-ins come from ``BUILTIN_STATE_STORES``.
     """
-    found: dict[str, list[StoreEntry]] = {}
-    ours = False
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        store = StoreEntry(entry.name, entry.value, _distribution_of(entry))
-        ours = ours or store.distribution.startswith(f"{_OUR_DISTRIBUTION} ")
-        claims = found.setdefault(entry.name, [])
-        if store not in claims:
-            claims.append(store)
-    if not ours:
-        for name, value in BUILTIN_STATE_STORES.items():
-            found.setdefault(name, []).append(
-                StoreEntry(name, value, f"{_OUR_DISTRIBUTION} (not installed)")
-            )
-    return found
+    return _STATE_STORES.installed(entry_points(group=ENTRY_POINT_GROUP))
 
 
 def resolve_state_store(backend: str) -> Callable[..., Any]:
     """The class (or factory) of a ``backend``: an installed store or an import path.
 
+    Args:
+        backend: ``"sqlite"``, the name of an installed store, or ``"package.module:Class"``.
+
+    Returns:
+        The class (or factory), e.g. ``SqliteStateStore``.
+
     Raises:
-        StateError: Not installed and not an import path that resolves, claimed by more
-            than one distribution, or not callable.
+        StateError: Not a non-empty str, not installed and not an import path that resolves
+            (the message lists what is installed), claimed by more than one distribution
+            (naming each), does not import, or not callable.
     """
     if not isinstance(backend, str) or not backend:
         raise StateError(f"state store backend must be a non-empty str, got {backend!r}")
-    stores = installed_state_stores()
-    claims = stores.get(backend)
-    if claims:
-        if len(claims) > 1:
-            raise StateError(
-                f"state store backend {backend!r} is claimed by more than one installed "
-                f"distribution: {', '.join(f'{c.distribution} ({c.value})' for c in claims)}; "
-                "uninstall one, or use the import path of the one you mean as the backend"
-            )
-        return claims[0].load()
-    if ":" not in backend and "." not in backend:
-        raise StateError(
-            f"unknown state store backend {backend!r}; installed: {', '.join(sorted(stores))}, "
-            "or an import path such as 'package.module:MyStateStore'"
-        )
-    try:
-        return _store_class(backend, repr(backend))
-    except ImportError as exc:  # the module exists; something it imports does not
-        raise StateError(f"state store backend {backend!r} cannot be imported: {exc}") from exc
-
-
-def _store_class(path: str, label: str) -> Callable[..., Any]:
-    try:
-        cls = import_from_string(path)
-    except ConfigError as exc:  # a malformed path, no such module or attribute
-        raise StateError(f"state store backend {label} does not resolve: {exc}") from exc
-    if not callable(cls):
-        raise StateError(f"state store backend {label} is {cls!r}, not a class")
-    return cls  # type: ignore[no-any-return]
+    return _STATE_STORES.resolve(backend, installed_state_stores())
 
 
 def build_state_store(options: Mapping[str, Any] | None = None) -> StateStore:
@@ -192,17 +139,9 @@ def _check_options(cls: Any, backend: str, options: dict[str, Any]) -> None:
     for option in options:
         if not isinstance(option, str):
             raise StateError(f"state store option names must be str, got {option!r}")
-    try:
-        parameters = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
+    accepted = accepted_options(cls)
+    if accepted is None:  # it takes **kwargs, or has no signature: the call will tell
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return
-    accepted = [
-        p.name
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
     for option in options:
         if option not in accepted:
             raise StateError(
