@@ -27,6 +27,8 @@ def config(tmp_path: Path, app: str = "lifespan_app:application", lifespan: str 
         "  devices:\n"
         "    type: mqtt\n"
         "    broker: ${MQTT_URL}\n"
+        "    subscriptions:\n"  # for an application that lists no topic filters
+        "      - {topic: ping, qos: 1}\n"
     )
     return path
 
@@ -91,3 +93,55 @@ async def test_an_application_without_lifespan_runs_with_auto_and_fails_the_star
     assert code == 1, strict.output
     assert "does not support the ASGI lifespan protocol (lifespan: on)" in strict.output
     assert "No application for scope type 'lifespan'" in strict.output
+
+
+async def test_a_loop_that_skips_lifespan_startup_runs_at_once_without_lifespan(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    env = {"MQTT_URL": mosquitto.url, "LIFESPAN_LOG": str(tmp_path / "unused.log")}
+    daemon = Daemon(config(tmp_path, "lifespan_app:looping"), env)
+    try:
+        assert await ping(mosquitto) == b"not started"
+        code = await asyncio.to_thread(daemon.stop, signal.SIGTERM)
+    finally:
+        daemon.stop(signal.SIGKILL)
+    assert code == 0, daemon.output
+    assert (
+        "does not support the ASGI lifespan protocol: it did not answer lifespan.startup"
+        in daemon.output
+    )
+
+
+async def test_a_fastapi_lifespan_state_reaches_its_requests_through_type_http(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from gateways.testing import free_port
+
+    port = free_port()
+    path = tmp_path / "web.yaml"
+    path.write_text(
+        "application: lifespan_fastapi:application\n"
+        "gateways:\n"
+        "  web:\n"
+        "    type: http\n"
+        f"    port: {port}\n"
+    )
+    log = tmp_path / "lifespan.log"
+    daemon = Daemon(path, {"LIFESPAN_LOG": str(log)})
+    try:
+        async with httpx.AsyncClient() as http, asyncio.timeout(20):
+            while True:
+                try:
+                    answer = await http.get(f"http://127.0.0.1:{port}/greeting")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"greeting": "hello from the lifespan"}
+        code = await asyncio.to_thread(daemon.stop, signal.SIGTERM)
+    finally:
+        daemon.stop(signal.SIGKILL)
+    assert code == 0, daemon.output
+    assert log.read_text() == "shut down\n"

@@ -11,10 +11,12 @@ leaves its ASGI server's own lifespan off: this one takes its place.
 
 ``lifespan:`` in the YAML file says how:
 
-- ``auto`` (the default): an application that raises before it answers
-  ``lifespan.startup`` (a ``ProtocolTypeRouter`` without a ``"lifespan"`` entry) does not
-  support the protocol; that is logged at INFO and the daemon goes on without it;
-- ``on``: the same raise fails the start;
+- ``auto`` (the default): an application that raises or returns before it answers
+  ``lifespan.startup`` (a ``ProtocolTypeRouter`` without a ``"lifespan"`` entry), or asks
+  for its next event without answering it (a loop that skips the event types it does not
+  know), does not support the protocol; that is logged at INFO and the daemon goes on
+  without it;
+- ``on``: the same fails the start;
 - ``off``: no lifespan scope.
 
 ``lifespan.startup.failed`` fails the start (exit code 1) with the application's message,
@@ -72,6 +74,9 @@ class Lifespan:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._answers: asyncio.Queue[Message] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        #: Resolved when the application asks for an event before it answered the last one.
+        self._skipped: asyncio.Future[None] | None = None
+        self._unanswered = 0
 
     @property
     def running(self) -> bool:
@@ -90,14 +95,16 @@ class Lifespan:
         task = asyncio.get_running_loop().create_task(self._run(), name="asgi-gateway:lifespan")
         await self._inbox.put({"type": "lifespan.startup"})
         answer = await self._answer(task, "lifespan.startup")
-        if answer is None:  # the application ended (raised) without answering
-            error = task.exception() if not task.cancelled() else None
+        if answer is None:  # ended (raised, returned) or went on without answering
+            error = task.exception() if task.done() and not task.cancelled() else None
+            why = repr(error) if error is not None else "it did not answer lifespan.startup"
+            task.cancel()
             if self.mode == "on":
                 raise GatewayError(
                     f"the application does not support the ASGI lifespan protocol "
-                    f"(lifespan: on): {error!r}"
+                    f"(lifespan: on): {why}"
                 ) from error
-            logger.info("The application does not support the ASGI lifespan protocol: %r", error)
+            logger.info("The application does not support the ASGI lifespan protocol: %s", why)
             return
         if answer.get("type") == "lifespan.startup.failed":
             task.cancel()
@@ -124,25 +131,39 @@ class Lifespan:
             await task
 
     async def _run(self) -> None:
-        await self.application(self.scope, self._inbox.get, self._answers.put)
+        await self.application(self.scope, self._receive, self._send)
+
+    async def _receive(self) -> Message:
+        if self._unanswered and self._skipped is not None and not self._skipped.done():
+            self._skipped.set_result(None)  # asked again without answering: not supported
+        message = await self._inbox.get()
+        self._unanswered += 1
+        return message
+
+    async def _send(self, message: Message) -> None:
+        self._unanswered = max(self._unanswered - 1, 0)
+        await self._answers.put(message)
 
     async def _answer(self, task: asyncio.Task[None], what: str) -> Message | None:
-        """The application's answer to ``what``, or ``None`` when it ended without one.
+        """The application's answer to ``what``, or ``None`` when it ended, or asked for its
+        next event, without one.
 
         Raises:
             GatewayError: No answer within ``timeout`` seconds.
         """
         answer = asyncio.ensure_future(self._answers.get())
+        skipped = self._skipped = asyncio.get_running_loop().create_future()
         try:
             done, _ = await asyncio.wait(
-                {answer, task}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+                {answer, task, skipped}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            if not answer.done():
-                answer.cancel()
+            for waiting in (answer, skipped):
+                if not waiting.done():
+                    waiting.cancel()
         if answer in done:
             return answer.result()
-        if task in done:
+        if task in done or skipped in done:
             return None
         task.cancel()
         raise GatewayError(f"the application did not answer {what} within {self.timeout} s")

@@ -129,8 +129,8 @@ def test_unknown_top_level_key() -> None:
     assert error.line == 5
     assert str(error) == (
         "gateway.yaml:5: shutdown_timout: unknown key 'shutdown_timout'; allowed keys: "
-        "access, application, cluster, gateways, layer, logging, monitoring, shutdown_timeout, "
-        "state, workers"
+        "access, application, cluster, gateways, layer, lifespan, logging, monitoring, "
+        "shutdown_timeout, state, workers"
     )
 
 

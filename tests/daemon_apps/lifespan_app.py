@@ -46,3 +46,12 @@ mqtt = TopicRouter([route("ping", Ping.as_asgi())])
 application = ProtocolTypeRouter({"mqtt": mqtt, "lifespan": lifespan})
 #: The same without a lifespan part.
 without_lifespan = ProtocolTypeRouter({"mqtt": mqtt})
+
+
+async def looping(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A raw loop that skips the event types it does not know (as many plain ASGI apps do):
+    given a lifespan scope, it never answers ``lifespan.startup``."""
+    while (event := await receive())["type"] not in ("mqtt.disconnect", "lifespan.shutdown"):
+        if event["type"] == "mqtt.message":
+            payload = started.get("greeting", "not started").encode()
+            await send({"type": "mqtt.publish", "topic": "pong", "payload": payload, "qos": 1})
