@@ -149,6 +149,9 @@ class Gateway(AsyncApiHooks, abc.ABC):
         #: The daemon's state store (the ``state:`` section), put in every scope as
         #: ``scope["state_store"]`` for durable consumers (``docs/state.md``); ``None``: none.
         self.state_store: StateStore | None = None
+        #: The application's lifespan state (ASGI lifespan 2.3: ``gateways.daemon.lifespan``),
+        #: which a gateway of per-request scopes (``type: http``) copies into each; or ``None``.
+        self.lifespan_state: dict[str, Any] | None = None
         self.close_event_type = f"{self.protocol}.close"
         #: The first event of every scope; ``None`` for a protocol without one (workers).
         self.connect_event: Message | None = {"type": f"{self.protocol}.connect"}
