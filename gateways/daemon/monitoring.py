@@ -1,7 +1,8 @@
-"""The daemon's monitoring HTTP server: ``/metrics``, ``/healthz`` and ``/readyz``.
+"""The daemon's monitoring HTTP server: ``/metrics``, ``/healthz``, ``/readyz`` and a dashboard.
 
 One small aiohttp web server inside the daemon's event loop (the ``monitoring:`` section,
-``config.MonitoringConfig``), started before the gateways and stopped after them:
+``config.MonitoringConfig``), started before the gateways and stopped after them; without
+the section there is none, dashboard included:
 
 - ``GET /metrics``: every metric of ``prometheus_client``'s default registry in the
   Prometheus text exposition format (``generate_latest``): the gateways' counters, gauges
@@ -15,9 +16,15 @@ One small aiohttp web server inside the daemon's event loop (the ``monitoring:``
   ``{"ready": false, "not_connected": ["devices", "state store (redis): unavailable:
   ..."]}`` (a readiness probe). ``asgi_gateway_state_store_up{backend}`` is the store's
   answer (1 or 0), updated by each ``/readyz`` and ``/metrics``.
+- ``GET /`` (an HTML page), ``GET /dashboard.json`` and ``GET /dashboard/events``
+  (Server-Sent Events, a snapshot a second), with ``/static/dashboard.css`` and
+  ``/static/dashboard.js``: the live dashboard (``gateways.daemon.dashboard``): each
+  gateway's state, live scopes, events per second and denied commands, and the last log
+  records at ERROR and above. Stopping the server ends its open event streams at once.
 
 The server reads nothing from a request but its method and path, and answers only GET (and
-HEAD); what it exposes is what ``asgi-gateway`` counts, never options or secrets.
+HEAD); what it exposes is what ``asgi-gateway`` counts, never options or secrets. It is
+reachable from where ``host`` lets it be, and needs no authentication.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_lat
 
 from config.redaction import redact_url
 from gateways.base import Gateway
+from gateways.daemon.dashboard import Dashboard
 from gateways.listener import listen
 from layer.state import StateStore, StoreUnavailable
 
@@ -56,7 +64,8 @@ DEFAULT_STORE_TIMEOUT = 1.0
 
 
 class MonitoringServer:
-    """An HTTP server of ``/metrics``, ``/healthz`` and ``/readyz`` for some gateways.
+    """An HTTP server of ``/metrics``, ``/healthz``, ``/readyz`` and the dashboard (``/``) for
+    some gateways.
 
     Args:
         host: The address to listen on.
@@ -68,6 +77,10 @@ class MonitoringServer:
         store_backend: What names the store in ``/readyz`` and the ``backend`` label of
             ``asgi_gateway_state_store_up`` (the ``state:`` section's ``backend``).
         store_timeout: Seconds a ping may take before the store counts as unavailable.
+
+    Attributes:
+        dashboard: The dashboard (``gateways.daemon.dashboard.Dashboard``) of ``gateways``;
+            its ring of recent errors is on the root logger while the server runs.
 
     Raises:
         ValueError: ``store_timeout`` is not a positive number of seconds.
@@ -94,6 +107,7 @@ class MonitoringServer:
         self.store_timeout = store_timeout
         self._store_problem: str | None = None
         self._runner: web.AppRunner | None = None
+        self.dashboard = Dashboard(gateways)
 
     @property
     def port(self) -> int:
@@ -118,14 +132,19 @@ class MonitoringServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        self.dashboard.add_routes(app)
         self._runner = await listen(app, self.host, self._port, "monitoring")
-        logger.info("Monitoring at %s (/metrics, /healthz, /readyz)", self.url)
+        self.dashboard.start()
+        logger.info("Monitoring at %s (/metrics, /healthz, /readyz; dashboard at /)", self.url)
 
     async def stop(self) -> None:
-        """Stop listening and close open connections."""
+        """Stop listening, end the dashboard's event streams and close open connections."""
         runner, self._runner = self._runner, None
         if runner is not None:
-            await runner.cleanup()
+            try:
+                await runner.cleanup()  # its on_shutdown ends the event streams first
+            finally:
+                await self.dashboard.close()
 
     def not_connected(self) -> list[str]:
         """The names of the gateways whose transport is not connected now, in order."""
