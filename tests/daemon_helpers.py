@@ -17,6 +17,8 @@ from typing import Any
 
 import aiomqtt
 
+from gateways.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "daemon_apps"
 
@@ -34,6 +36,10 @@ class Process:
         state = {
             "THERMOSTAT_STATE": str(folder / "thermostat.sqlite3"),
             "CHATBOT_STATE": str(folder / "chatbot.sqlite3"),
+            # The examples' web chat and monitoring ports: free ones, so no test needs 8080
+            # or 9100 of the machine.
+            "WEBCHAT_PORT": str(free_port()),
+            "MONITORING_PORT": str(free_port()),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateways", *args],

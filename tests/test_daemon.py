@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
 from daemon_helpers import APPS, ROOT, Daemon, client, next_message, state, until_reply
@@ -120,10 +121,15 @@ async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path:
     broker (here on a free port instead of 1883, which the machine may use)."""
     from gateways.testing import free_port
 
-    port = free_port()
+    port, web, monitoring = free_port(), free_port(), free_port()
     daemon = Daemon(
         ROOT / "examples" / "thermostat" / "gateway.yaml",
-        {"MQTT_URL": f"embedded://127.0.0.1:{port}", "LOG_LEVEL": "INFO"},
+        {
+            "MQTT_URL": f"embedded://127.0.0.1:{port}",
+            "LOG_LEVEL": "INFO",
+            "WEBCHAT_PORT": str(web),
+            "MONITORING_PORT": str(monitoring),
+        },
     )
     try:
         async with asyncio.timeout(30):
@@ -150,7 +156,17 @@ async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path:
             kitchen = state(await next_message(c, "devices/kitchen/state", timeout=20))
         assert kitchen["count"] >= 1
         assert 20.0 <= kitchen["last"] <= 22.0
+        # It serves its web chat and its dashboard, and says where.
+        async with aiohttp.ClientSession() as http:
+            for url in (f"http://127.0.0.1:{web}/", f"http://127.0.0.1:{monitoring}/"):
+                async with http.get(url) as page:
+                    assert page.status == 200, url
+                    assert "text/html" in page.headers["Content-Type"]
         assert daemon.stop() == 0, daemon.output
+        assert f"Gateway 'web' (webchat) at http://127.0.0.1:{web}/" in daemon.output
+        assert f"Dashboard and /metrics, /healthz, /readyz at http://127.0.0.1:{monitoring}/" in (
+            daemon.output
+        )
         assert "Embedded MQTT broker listening" in daemon.output
     finally:
         daemon.stop(signal.SIGKILL)

@@ -48,14 +48,27 @@ async def publish_readings(host: str, port: int, every: float) -> None:
     while True:
         try:
             async with aiomqtt.Client(host, port, identifier="thermostat-simulated-devices") as c:
-                while True:
-                    for device, around in DEVICES.items():
-                        reading = {"temperature": round(around + random.uniform(-0.8, 0.8), 1)}
-                        await c.publish(f"devices/{device}/telemetry", json.dumps(reading), qos=1)
-                    await asyncio.sleep(every)
+                # Reading the (empty) message stream is how aiomqtt reports a lost connection.
+                lost = asyncio.ensure_future(until_disconnected(c))
+                try:
+                    while not lost.done():
+                        for device, around in DEVICES.items():
+                            temperature = round(around + random.uniform(-0.8, 0.8), 1)
+                            reading = json.dumps({"temperature": temperature})
+                            await c.publish(f"devices/{device}/telemetry", reading, qos=1)
+                        await asyncio.wait([lost], timeout=every)
+                    lost.result()  # raises the MqttError that ended the connection
+                finally:
+                    lost.cancel()
         except aiomqtt.MqttError as exc:
             logger.debug("Simulated devices: broker at %s:%d not reachable (%s)", host, port, exc)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
+
+
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Return, or raise ``MqttError``, once ``client`` lost its connection."""
+    async for _ in client.messages:
+        pass
 
 
 async def simulated_devices(scope: dict[str, Any], receive: Any, send: Any) -> None:

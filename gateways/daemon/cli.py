@@ -13,6 +13,7 @@ usage errors are 2 as well).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -76,7 +77,10 @@ def _build(
         config = load_config(config_file)
         _apply_logging(config.logging, log_level, log_format)
         _prepare_import_path(config_file)
-        return make(config)
+        daemon = make(config)
+        if not config.logging.is_json:  # where to reach it, for the person who started it
+            daemon.announce = functools.partial(click.echo, err=True)
+        return daemon
     except ConfigError as exc:
         click.echo(f"asgi-gateway: invalid configuration\n{exc}", err=True)
         sys.exit(EXIT_INVALID)

@@ -25,12 +25,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
+from gateways.chat import ChatGateway
 from gateways.daemon.cluster import Cluster, build_cluster
 from gateways.daemon.lifespan import Lifespan, LifespanMode
 from gateways.daemon.registry import resolve_gateway
@@ -88,6 +89,8 @@ class Daemon:
         self.application = application
         #: The application's lifespan scope (``gateways.daemon.lifespan``).
         self.lifespan = Lifespan(application, mode=lifespan, channel_layer=channel_layer)
+        for gateway in [*gateways, *workers]:
+            gateway.lifespan_state = self.lifespan.state
         self.cluster = cluster
         if cluster is not None:
             cluster.gateways = {g.name: g for g in gateways}
@@ -106,6 +109,10 @@ class Daemon:
                 gateway.state_store = state_store
         self.shutdown_timeout = shutdown_timeout
         self._stop: asyncio.Event | None = None
+        #: Where the daemon says where it can be reached once each part started (a gateway's
+        #: ``url``, the monitoring server's): the CLI writes to standard error with text
+        #: logs; ``None``: logged at INFO.
+        self.announce: Callable[[str], None] | None = None
         #: Fires the stored timers into the gateways' scopes; ``None`` without a store.
         self.timers: TimerService | None = None
         if state_store is not None:
@@ -237,6 +244,7 @@ class Daemon:
         failure: BaseException | None = None
         if self.monitoring is not None:
             await self.monitoring.start()
+            self._say(f"Dashboard and /metrics, /healthz, /readyz at {self.monitoring.url}/")
         with self._signals(handle_signals):
             try:
                 if self.cluster is not None:
@@ -246,6 +254,10 @@ class Daemon:
                     await gateway.start()
                     started.append(gateway)
                     logger.info("Gateway %r (%s) started", gateway.name, gateway.protocol)
+                    if gateway.url is not None:
+                        kind = gateway.platform if isinstance(gateway, ChatGateway) else None
+                        kind = kind or gateway.protocol
+                        self._say(f"Gateway {gateway.name!r} ({kind}) at {gateway.url}")
                 if self.timers is not None:
                     self.timers.start()
                 failure = await _wait_for_stop_or_failure(stop, started)
@@ -274,6 +286,12 @@ class Daemon:
                 logger.info("Stopped")
         if failure is not None:
             raise GatewayError(str(failure)) from failure
+
+    def _say(self, line: str) -> None:
+        if self.announce is None:
+            logger.info("%s", line)
+        else:
+            self.announce(line)
 
     @contextlib.contextmanager
     def _signals(self, enabled: bool) -> Iterator[None]:
