@@ -265,8 +265,8 @@ class Config(_Model):
         gateways: Gateway name -> gateway; at least one, unless ``workers`` is given.
         logging: Logging levels and format.
         shutdown_timeout: Seconds to let scopes drain after SIGTERM before cancelling them.
-        monitoring: The HTTP server of ``/metrics``, ``/healthz`` and ``/readyz``, or
-            ``None`` (the default) for none.
+        monitoring: The HTTP server of ``/metrics``, ``/healthz``, ``/readyz`` and the
+            dashboard (``/``), or ``None`` (the default) for none.
         access: Who may run which chat command (``config.access``), or ``None``.
         state: The store of durable scopes' state (``config.state``), or ``None`` for none.
         cluster: Scope ownership across daemons (``config.cluster``), or ``None`` for none.

@@ -1,5 +1,6 @@
-"""The ``monitoring:`` section: where the daemon serves ``/metrics``, ``/healthz`` and
-``/readyz`` (``gateways.daemon.monitoring``); absent, the daemon serves none of them."""
+"""The ``monitoring:`` section: where the daemon serves ``/metrics``, ``/healthz``,
+``/readyz`` and the dashboard (``/``: ``gateways.daemon.monitoring``); absent, the daemon
+serves none of them."""
 
 from __future__ import annotations
 

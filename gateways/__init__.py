@@ -4,7 +4,8 @@ This package's root is the adapter API, what an adapter author builds on: ``Gate
 every protocol builds on (scope instances and their lifecycle, ``base`` and ``instance``);
 ``ChatGateway``, the base of the chat platforms (``chat``); the options every gateway shares
 (``options``); the errors (``errors``); the metrics every gateway counts (``metrics``); the
-HTTP listener of the webhook gateways (``http``); the shared containers (``containers``).
+aiohttp listener of the webhook gateways (``listener``); deliveries confirmed once handled
+(``tracking``); the shared containers (``containers``).
 
 What runs a YAML file has a room of its own, ``gateways.daemon``: the ``Daemon``, the workers,
 the command line, reload, the monitoring server, the AsyncAPI writer and the adapter registry.

@@ -167,7 +167,8 @@ class ChatUser(TypedDict):
 
     ``identity`` is ``"<platform>:<id>"`` for an id the platform vouches for (a display
     name cannot take it): ``"slack:U0123"``, ``"irc:<services account>"``,
-    ``"matrix:@alice:example.org"``, ``"xmpp:alice@example.org"``, ``"console:alice"``.
+    ``"matrix:@alice:example.org"``, ``"xmpp:alice@example.org"``, ``"console:alice"``,
+    ``"webchat:<sub>"``.
     ``None`` when the platform does not vouch for the sender (an IRC nick without an
     account). Access rules (docs/security.md) match it, never ``name``.
     """
