@@ -294,3 +294,44 @@ def test_a_gateway_that_cannot_start_exits_1_and_says_why(tmp_path: Path) -> Non
         result = run_cli("run", str(config))
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+#: What the README's first command does not install: its extras are embedded and webchat.
+NOT_INSTALLED_BY_THE_FIRST_COMMAND = (
+    "redis",
+    "msgpack",
+    "slack_bolt",
+    "slack_sdk",
+    "uvicorn",
+    "aiogram",
+    "hikari",
+    "nio",
+    "slixmpp",
+    "pydle",
+    "zulip",
+    "channels",
+    "django",
+)
+
+
+def test_the_readmes_first_command_needs_only_the_embedded_and_webchat_extras() -> None:
+    """``pip install -e '.[embedded,webchat]'`` and nothing else: the thermostat example's
+    file checks, with every other extra's library made unimportable."""
+    blocked = ", ".join(repr(name) for name in NOT_INSTALLED_BY_THE_FIRST_COMMAND)
+    code = (
+        "import sys\n"
+        f"for name in ({blocked}):\n"
+        "    sys.modules[name] = None  # import raises ImportError, as if not installed\n"
+        "from gateways.daemon.cli import main\n"
+        "sys.argv = ['asgi-gateway', 'check', 'examples/thermostat/gateway.yaml']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -32,7 +32,6 @@ from config import Config, ConfigError
 from config.policy import AccessPolicy
 from gateways.base import Gateway, GatewayError
 from gateways.chat import ChatGateway
-from gateways.daemon.cluster import Cluster, build_cluster
 from gateways.daemon.lifespan import Lifespan, LifespanMode
 from gateways.daemon.registry import resolve_gateway
 from gateways.daemon.timers import TimerService
@@ -42,6 +41,7 @@ from layer.state import FencingStore, GroupCommit, StateError, StateStore, build
 from layer.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from gateways.daemon.cluster import Cluster
     from gateways.daemon.monitoring import MonitoringServer
 
 __all__ = ["Daemon"]
@@ -165,7 +165,7 @@ class Daemon:
             workers=workers,
             state_store=state_store,
             timer_interval=config.state.timer_interval if config.state else 1.0,
-            cluster=build_cluster(config, channel_layer),
+            cluster=_cluster(config, channel_layer),
             lifespan=config.lifespan,
         )
         daemon.monitoring = _monitoring(config, daemon)
@@ -332,6 +332,16 @@ def _application_and_layer(config: Config) -> tuple[ASGIApp, ChannelLayer]:
     except Exception as exc:
         raise config.error_at(("layer",), f"cannot build the channel layer: {exc}") from exc
     return application, channel_layer
+
+
+def _cluster(config: Config, channel_layer: ChannelLayer) -> Cluster | None:
+    """The ``cluster:`` section's cluster, or ``None``; imported only for one (it needs the
+    ``redis`` extra, which a daemon without a cluster does not)."""
+    if config.cluster is None:
+        return None
+    from gateways.daemon.cluster import build_cluster
+
+    return build_cluster(config, channel_layer)
 
 
 def _state_store(config: Config) -> StateStore | None:
