@@ -1,6 +1,8 @@
 """The HTTP gateway in the real daemon (``python -m gateways run FILE``) beside an MQTT
-gateway, sharing the in-memory channel layer: a reading published by an outside MQTT client
-reaches a browser's WebSocket through a group, and SIGTERM drains both gateways cleanly."""
+gateway and a web chat, sharing the in-memory channel layer: a Channels-style application
+with http, websocket, mqtt and chat parts runs whole. A reading published by an outside MQTT
+client reaches a browser's WebSocket and a chat conversation through one group, and SIGTERM
+drains every gateway cleanly."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import httpx
 import pytest
 import websockets
 from daemon_helpers import client
+
+from gateways.testing.webchat import WebChatClient
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.timeout(90)]
 
@@ -28,6 +32,9 @@ gateways:
     type: http
     port: ${HTTP_PORT}
     max_body_size: 1024
+  chat:
+    type: webchat
+    port: ${WEBCHAT_PORT}
 """
 
 
@@ -50,8 +57,14 @@ async def test_an_mqtt_reading_reaches_a_browser_through_a_group(
     config = tmp_path / "gateway.yaml"
     config.write_text(CONFIG)
     port = free_port()
-    daemon = run_daemon(config, HTTP_PORT=str(port))
+    chat_port = free_port()
+    daemon = run_daemon(config, HTTP_PORT=str(port), WEBCHAT_PORT=str(chat_port))
     await until_serving(f"http://127.0.0.1:{port}", daemon)
+    # A web chat conversation joins the same group: chat beside http, websocket and mqtt.
+    chat = WebChatClient(f"http://127.0.0.1:{chat_port}/")
+    await chat.connect()
+    await chat.say("last")
+    assert (await chat.answer())["text"] == "no reading yet"
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as browser:
         assert json.loads(await asyncio.wait_for(browser.recv(), 10)) == {"joined": "readings"}
         async with client(mosquitto) as device:
@@ -65,6 +78,9 @@ async def test_an_mqtt_reading_reaches_a_browser_through_a_group(
                     except TimeoutError:
                         continue
         assert reading == {"sensor": "kitchen", "value": "21.5"}
+        await chat.say("last")
+        assert (await chat.answer())["text"] == "kitchen: 21.5"
+        await chat.close()
         # The gateway's limits hold in the daemon too.
         async with httpx.AsyncClient(timeout=5) as http:
             answer = await http.post(f"http://127.0.0.1:{port}/health", content=b"x" * 2000)
