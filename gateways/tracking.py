@@ -17,20 +17,29 @@ the chat gateway calls once per tracked event, when:
 - the instance handling it returned or raised (``requeue_unhandled``).
 
 An instance cancelled while it held tracked events (evicted, timed out, ended by a stale
-lease) confirms none of them: they go, in order, to a fresh instance of the same
-conversation, or, while the gateway stops, stay unconfirmed for the platform to deliver
-again to the next process.
+lease) confirms none of them: they go, in order, to the conversation's next instance
+(``give_back``), or, while the gateway stops, stay unconfirmed for the platform to deliver
+again to the next process. ``give_back`` serves any gateway whose ended instance left events
+unhandled (the MQTT gateway's unacknowledged messages too): a fresh instance here, or, in a
+cluster, where the scope's owner is now (claimed again, or forwarded).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from gateways.instance import ScopeInstance
-from layer.types import Scope
+from layer.types import Message, Scope
 
-__all__ = ["TrackedEvent", "TrackingGateway", "requeue_unhandled"]
+__all__ = ["TrackedEvent", "TrackingGateway", "give_back", "requeue_unhandled"]
+
+logger = logging.getLogger("gateways.base")
+
+#: The dispatches ``give_back`` started in a cluster, kept until done.
+_AGAIN: set[asyncio.Task[None]] = set()
 
 
 class TrackedEvent(dict[str, Any]):
@@ -52,9 +61,19 @@ class TrackingGateway(Protocol):
         ...
 
     @property
+    def name(self) -> str: ...
+
+    @property
     def instances(self) -> Any: ...
 
+    @property
+    def ownership(self) -> Any:
+        """The daemon's cluster, or ``None``."""
+        ...
+
     def open_scope(self, key: str, scope: Scope, *, pinned: bool = False) -> ScopeInstance: ...
+
+    async def dispatch(self, key: str, event: Message, scope: Scope | None = None) -> None: ...
 
 
 def requeue_unhandled(
@@ -81,9 +100,45 @@ def requeue_unhandled(
             unhandled.insert(0, last)
         else:
             done(last)
-    if unhandled and gateway.accepting:
-        fresh = gateway.instances.get(instance.key)
-        if fresh is None:
-            fresh = gateway.open_scope(instance.key, dict(instance.scope))
-        for event in unhandled:
-            fresh.put_nowait(event)
+    give_back(gateway, instance, unhandled)
+
+
+def give_back(gateway: TrackingGateway, instance: ScopeInstance, events: list[Any]) -> None:
+    """Hand ``events``, which ``instance`` (ended) left unhandled, to its scope's next
+    instance, in order: a fresh one here; in a cluster, ``dispatch`` again (in a task), which
+    claims the scope anew or forwards them to the daemon that owns it now (this one may have
+    lost it: its instance was ended by a stale lease). Nothing while the gateway stops.
+
+    Args:
+        gateway: The gateway the instance belonged to.
+        instance: The instance that ended.
+        events: The events it left unhandled, oldest first.
+    """
+    if not events or not gateway.accepting:
+        return
+    key, scope = instance.key, dict(instance.scope)
+    if gateway.ownership is not None:
+        task = asyncio.get_running_loop().create_task(_dispatch_again(gateway, key, events, scope))
+        _AGAIN.add(task)
+        task.add_done_callback(_AGAIN.discard)
+        return
+    fresh = gateway.instances.get(key)
+    if fresh is None:
+        fresh = gateway.open_scope(key, scope)
+    for event in events:
+        fresh.put_nowait(event)
+
+
+async def _dispatch_again(
+    gateway: TrackingGateway, key: str, events: list[Any], scope: Scope
+) -> None:
+    for event in events:
+        try:
+            await gateway.dispatch(key, event, scope)
+        except Exception:
+            logger.exception(
+                "Gateway %r: an event scope %r left unhandled could not be dispatched again",
+                gateway.name,
+                key,
+                extra={"gateway": gateway.name, "scope": key},
+            )

@@ -43,6 +43,7 @@ from gateways.mqtt.incoming import Incoming
 from gateways.mqtt.options import MqttGatewayOptions
 from gateways.mqtt.refusals import Publisher, connack_refusal
 from gateways.mqtt.subscriptions import SubscriptionTable
+from gateways.tracking import give_back
 from layer.topics import validate_topic_name
 from layer.types import ASGIApp, Message, Scope
 
@@ -102,7 +103,6 @@ class MqttGateway(Gateway):
         self._client: aiomqtt.Client | None = None
         self._acks: Acknowledgements | None = None
         #: Messages left unhandled by an ended instance, on their way to a fresh one (cluster).
-        self._redispatching: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
         self._embedded: EmbeddedBroker | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -456,31 +456,9 @@ class MqttGateway(Gateway):
 
     def scope_finished(self, instance: ScopeInstance) -> None:
         """An instance ended (see ``Acknowledgements.finished``); the messages it left
-        unhandled go to a fresh instance of the same scope key. While stopping they are left
-        unacknowledged, for the broker to send to the next process."""
+        unhandled go to the scope's next instance (``gateways.tracking.give_back``: a fresh
+        one, or in a cluster wherever the scope's owner is now). While stopping they are
+        left unacknowledged, for the broker to send to the next process."""
         if self._acks is None:
             return
-        unhandled = self._acks.finished(instance)
-        if unhandled and self._accepting and self.ownership is not None:
-            # In a cluster the scope may be another daemon's now: claimed again, or forwarded.
-            self._redispatching.add(
-                asyncio.get_running_loop().create_task(
-                    self._dispatch_all(instance.key, unhandled, dict(instance.scope))
-                )
-            )
-            return
-        if unhandled and self._accepting:
-            fresh = self.instances.get(instance.key)
-            if fresh is None:
-                fresh = self.open_scope(instance.key, dict(instance.scope))
-            for event in unhandled:
-                fresh.put_nowait(event)
-
-    async def _dispatch_all(self, key: str, events: list[Any], scope: dict[str, Any]) -> None:
-        try:
-            for event in events:
-                await self.dispatch(key, event, scope)
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._redispatching.discard(task)
+        give_back(self, instance, self._acks.finished(instance))
