@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -37,12 +36,6 @@ from layer.types import ASGIApp, Message
 __all__ = ["HttpGateway"]
 
 logger = logging.getLogger(__name__)
-
-_CLIENT_CERT = {
-    "none": ssl.CERT_NONE,
-    "optional": ssl.CERT_OPTIONAL,
-    "required": ssl.CERT_REQUIRED,
-}
 
 
 class HttpGateway(Gateway):
@@ -114,7 +107,7 @@ class HttpGateway(Gateway):
             return None
         host = self.options.host
         host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.options.tls else 'http'}://{host}:{port}"
+        return f"{'http' if self.options.tls is None else 'https'}://{host}:{port}"
 
     @property
     def connections(self) -> int:
@@ -133,7 +126,7 @@ class HttpGateway(Gateway):
 
         Raises:
             GatewayError: The address cannot be listened on, or a TLS file cannot be loaded
-                (a wrong ``ssl_keyfile_password`` included; the message never has it).
+                (a wrong ``tls.key_password`` included; the message never has it).
         """
         options = self.options
         install_filter()
@@ -144,7 +137,7 @@ class HttpGateway(Gateway):
             extra["state_store"] = self.state_store
         self.app.extra = extra
         self.app.state = self.lifespan_state
-        context = self._ssl_context()
+        context = None if options.tls is None else options.tls.server_context(self.name)
         config = uvicorn.Config(
             self.app,
             host=options.host,
@@ -272,31 +265,3 @@ class HttpGateway(Gateway):
             ) from exc
         sock.setblocking(False)
         return sock
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        """The server's TLS context (TLS 1.2 or later), or ``None`` without ``ssl_certfile``.
-
-        Raises:
-            GatewayError: A TLS file cannot be read, is not valid PEM, or the key does not
-                open with ``ssl_keyfile_password``.
-        """
-        options = self.options
-        if options.ssl_certfile is None:
-            return None
-        password = options.ssl_keyfile_password
-        try:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(
-                options.ssl_certfile,
-                options.ssl_keyfile,
-                None if password is None else password.get_secret_value,
-            )
-            if options.ssl_ca_certs is not None:
-                context.load_verify_locations(options.ssl_ca_certs)
-            context.verify_mode = _CLIENT_CERT[options.ssl_client_cert]
-        except OSError as exc:  # ssl.SSLError is an OSError
-            raise GatewayError(
-                f"gateway {self.name!r}: can't load the TLS files: {exc.strerror or exc}"
-            ) from None
-        return context

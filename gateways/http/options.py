@@ -1,20 +1,94 @@
 """Options of the HTTP gateway (its YAML keys): where it listens, TLS, proxies, limits, drain.
 
-The key file's password is a ``SecretStr``: never logged, never shown by ``asgi-gateway
-check``, and error messages name the option without its value.
+TLS is a ``tls:`` section (``HttpTls``, a ``TlsFiles`` as in the other adapters). Its key's
+password is a ``SecretStr``: never logged, never shown by ``asgi-gateway check``, and error
+messages name the option or the file without its value.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+import ssl
 from typing import Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from gateways.options import GatewayOptions
+from gateways.errors import GatewayError
+from gateways.options import GatewayOptions, TlsFiles
 
-__all__ = ["HttpGatewayOptions"]
+__all__ = ["HttpGatewayOptions", "HttpTls"]
+
+_CLIENT_CERT = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+
+
+class HttpTls(TlsFiles):
+    """The server's TLS (``tls:``, HTTPS and WSS): ``TlsFiles``' files, their checks (each
+    must exist; ``key_file`` needs ``cert_file``), read as a server's, and:
+
+    Attributes:
+        cert_file: PEM certificate chain of the server (required).
+        key_file: PEM private key of ``cert_file`` (``None`` when it is inside ``cert_file``).
+        key_password: Password of an encrypted key. A secret: never logged, never in an error.
+        ca_file: PEM file of the certificate authorities whose client certificates are
+            accepted (only these: not the system's).
+        client_cert: Client certificates: ``"none"`` (not asked for), ``"optional"``
+            (checked when sent) or ``"required"`` (a TLS handshake without one fails); the
+            last two need ``ca_file``.
+
+    ``TlsFiles.context`` builds a client's context; the gateway uses ``server_context``.
+    """
+
+    cert_file: str
+    key_password: SecretStr | None = None
+    client_cert: Literal["none", "optional", "required"] = "none"
+
+    @model_validator(mode="after")
+    def _client_cert_needs_ca(self) -> HttpTls:
+        if self.client_cert != "none" and self.ca_file is None:
+            raise ValueError(f"tls.client_cert {self.client_cert!r} needs tls.ca_file")
+        return self
+
+    def server_context(self, gateway: str) -> ssl.SSLContext:
+        """The server's context (``ssl.Purpose.CLIENT_AUTH``, TLS 1.2 or later): the
+        certificate chain, opened with ``key_password``, and client certificates checked
+        against ``ca_file`` as ``client_cert`` says.
+
+        Args:
+            gateway: The gateway's name, for error messages.
+
+        Raises:
+            GatewayError: A TLS file can't be read or is not valid PEM, or the key can't be
+                opened with ``key_password``; the message names the file, never the password.
+        """
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca_file)
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise _load_error(gateway, f"tls.ca_file {self.ca_file!r}", exc) from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        password = self.key_password
+        try:
+            context.load_cert_chain(
+                self.cert_file,
+                self.key_file,
+                None if password is None else password.get_secret_value,
+            )
+        except OSError as exc:
+            files = f"tls.cert_file {self.cert_file!r}"
+            if self.key_file is not None:
+                files += f", tls.key_file {self.key_file!r}"
+            raise _load_error(gateway, files, exc) from None
+        context.verify_mode = _CLIENT_CERT[self.client_cert]
+        return context
+
+
+def _load_error(gateway: str, files: str, exc: OSError) -> GatewayError:
+    return GatewayError(
+        f"gateway {gateway!r}: can't load the TLS files ({files}): {exc.strerror or exc}"
+    )
 
 
 class HttpGatewayOptions(GatewayOptions):
@@ -32,14 +106,9 @@ class HttpGatewayOptions(GatewayOptions):
         forwarded_allow_ips: The addresses trusted to send proxy headers: IP addresses or
             networks (``"10.0.0.0/8"``), or ``"*"`` for any (only behind a proxy that every
             connection passes).
-        ssl_certfile: PEM certificate chain of the server; set it (and ``ssl_keyfile``) to
-            serve HTTPS and WSS.
-        ssl_keyfile: PEM private key of ``ssl_certfile`` (``None`` when inside it).
-        ssl_keyfile_password: The password of an encrypted ``ssl_keyfile``. Never logged.
-        ssl_ca_certs: PEM file of the certificate authorities that sign client certificates.
-        ssl_client_cert: Client certificates: ``"none"`` (not asked for), ``"optional"``
-            (checked when sent) or ``"required"`` (a TLS handshake without one fails); the
-            last two need ``ssl_ca_certs``.
+        tls: Serve HTTPS and WSS (``HttpTls``): ``cert_file`` (required), ``key_file``,
+            ``key_password``, ``ca_file`` and ``client_cert``; ``None`` (the default): plain
+            HTTP and WS.
         max_body_size: Largest request body, in bytes, passed to the application; a larger
             one is answered 413 and not read further. ``None``: no limit.
         ws_max_size: Largest WebSocket message, in bytes; a larger one closes the connection
@@ -67,11 +136,7 @@ class HttpGatewayOptions(GatewayOptions):
     root_path: str = ""
     proxy_headers: bool = True
     forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_keyfile_password: SecretStr | None = None
-    ssl_ca_certs: str | None = None
-    ssl_client_cert: Literal["none", "optional", "required"] = "none"
+    tls: HttpTls | None = None
     max_body_size: int | None = Field(default=10 * 1024 * 1024, ge=0)
     ws_max_size: int = Field(default=1024 * 1024, ge=1)
     ws_ping_interval: float | None = Field(default=20.0, gt=0)
@@ -102,25 +167,3 @@ class HttpGatewayOptions(GatewayOptions):
                     f"forwarded_allow_ips: {address!r} is not an IP address, a network or '*'"
                 ) from None
         return value
-
-    @field_validator("ssl_certfile", "ssl_keyfile", "ssl_ca_certs")
-    @classmethod
-    def _exists(cls, value: str | None) -> str | None:
-        if value is not None and not os.path.isfile(value):
-            raise ValueError(f"TLS file {value!r} does not exist or is not a file")
-        return value
-
-    @model_validator(mode="after")
-    def _tls_needs(self) -> HttpGatewayOptions:
-        if self.ssl_certfile is None:
-            for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name} is set but ssl_certfile is not")
-        if self.ssl_client_cert != "none" and self.ssl_ca_certs is None:
-            raise ValueError(f"ssl_client_cert {self.ssl_client_cert!r} needs ssl_ca_certs")
-        return self
-
-    @property
-    def tls(self) -> bool:
-        """Whether the gateway serves TLS (HTTPS, WSS): ``ssl_certfile`` is set."""
-        return self.ssl_certfile is not None

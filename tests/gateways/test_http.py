@@ -17,10 +17,13 @@ import httpx
 import pytest
 import websockets
 from pydantic import ValidationError
-from test_irc_tls import make_ca, make_signed
+from test_irc_tls import make_ca, make_signed, openssl
 
+from config.errors import ConfigError
+from config.loader import load_config_text
 from gateways.base import GatewayError
 from gateways.http import HttpGateway, HttpGatewayOptions
+from gateways.http.options import HttpTls
 from layer import InMemoryChannelLayer
 
 pytestmark = pytest.mark.timeout(60)
@@ -249,10 +252,14 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tls_options(certificates: Path, **extra: Any) -> dict[str, Any]:
+    """The gateway's options with a ``tls`` section of server.pem and server.key, and
+    ``extra`` in that section."""
     return {
-        "ssl_certfile": str(certificates / "server.pem"),
-        "ssl_keyfile": str(certificates / "server.key"),
-        **extra,
+        "tls": {
+            "cert_file": str(certificates / "server.pem"),
+            "key_file": str(certificates / "server.key"),
+            **extra,
+        }
     }
 
 
@@ -276,7 +283,7 @@ async def test_tls_serves_https_and_wss(serve: Any, certificates: Path) -> None:
 
 async def test_a_required_client_certificate_is_checked(serve: Any, certificates: Path) -> None:
     options = tls_options(
-        certificates, ssl_ca_certs=str(certificates / "ca.pem"), ssl_client_cert="required"
+        certificates, ca_file=str(certificates / "ca.pem"), client_cert="required"
     )
     gateway = await serve(**options)
     async with client(gateway, verify=trusting(certificates, client_cert=True)) as http:
@@ -286,30 +293,108 @@ async def test_a_required_client_certificate_is_checked(serve: Any, certificates
             await http.get("/")
 
 
+async def test_an_optional_client_certificate_may_be_left_out(
+    serve: Any, certificates: Path
+) -> None:
+    options = tls_options(
+        certificates, ca_file=str(certificates / "ca.pem"), client_cert="optional"
+    )
+    gateway = await serve(**options)
+    for with_certificate in (True, False):
+        async with client(gateway, verify=trusting(certificates, with_certificate)) as http:
+            assert (await http.get("/")).status_code == 200
+
+
+def test_the_server_context_takes_tls_1_2_and_only_the_ca_file(certificates: Path) -> None:
+    tls = HttpTls(
+        cert_file=str(certificates / "server.pem"),
+        key_file=str(certificates / "server.key"),
+        ca_file=str(certificates / "ca.pem"),
+        client_cert="required",
+    )
+    context = tls.server_context("web")
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    # Client certificates are checked against ca_file alone, not the system's authorities.
+    assert [ca["subject"] for ca in context.get_ca_certs()] == [
+        ((("commonName", "asgi-gateway ca"),),)
+    ]
+    plain = HttpTls(cert_file=str(certificates / "server.pem"), key_file=tls.key_file)
+    assert plain.server_context("web").verify_mode == ssl.CERT_NONE
+
+
 async def test_tls_options_are_checked(tmp_path: Path, certificates: Path) -> None:
-    with pytest.raises(ValidationError, match="does not exist"):
-        HttpGatewayOptions(ssl_certfile=str(tmp_path / "nope.pem"))
-    with pytest.raises(ValidationError, match="ssl_certfile is not"):
-        HttpGatewayOptions(ssl_keyfile=str(certificates / "server.key"))
-    with pytest.raises(ValidationError, match="needs ssl_ca_certs"):
-        HttpGatewayOptions(**tls_options(certificates), ssl_client_cert="required")
+    check = HttpGatewayOptions.model_validate
+    with pytest.raises(ValidationError, match=r"tls\.cert_file\n.*does not exist"):
+        check({"tls": {"cert_file": str(tmp_path / "nope.pem")}})
+    with pytest.raises(ValidationError, match=r"tls\.cert_file\n  Field required"):
+        check({"tls": {"key_file": str(certificates / "server.key")}})
+    with pytest.raises(ValidationError, match=r"tls\.client_cert 'required' needs tls\.ca_file"):
+        check(tls_options(certificates, client_cert="required"))
+    with pytest.raises(ValidationError, match=r"tls\.client_cert\n"):
+        check(tls_options(certificates, client_cert="yes"))
+    with pytest.raises(ValidationError, match="ssl_certfile"):  # the flat keys are gone
+        check({"ssl_certfile": str(certificates / "server.pem")})
     with pytest.raises(ValidationError, match="forwarded_allow_ips"):
         HttpGatewayOptions(forwarded_allow_ips=["proxy.example"])
     with pytest.raises(ValidationError, match="root_path"):
         HttpGatewayOptions(root_path="api/")
 
 
+async def test_an_encrypted_key_is_opened_with_key_password(serve: Any, certificates: Path) -> None:
+    openssl("ec", "-in", "server.key", "-out", "server-locked.key", "-aes256",
+            "-passout", "pass:hunter2-secret", cwd=certificates)  # fmt: skip
+    locked = str(certificates / "server-locked.key")
+    gateway = await serve(
+        **tls_options(certificates, key_file=locked, key_password="hunter2-secret")
+    )
+    async with client(gateway, verify=trusting(certificates)) as http:
+        assert (await http.get("/")).json()["scheme"] == "https"
+    wrong = HttpGatewayOptions(**tls_options(certificates, key_file=locked, key_password="nope"))
+    with pytest.raises(GatewayError, match="can't load the TLS files") as failed:
+        await HttpGateway("web", App(), wrong).start()
+    assert locked in str(failed.value)
+    assert "nope" not in str(failed.value)
+
+
 async def test_a_key_file_password_never_shows(certificates: Path, tmp_path: Path) -> None:
     options = HttpGatewayOptions(
-        **tls_options(certificates, ssl_keyfile=str(certificates / "ca.pem")),
-        ssl_keyfile_password="hunter2-secret",
+        **tls_options(
+            certificates, key_file=str(certificates / "ca.pem"), key_password="hunter2-secret"
+        )
     )
     assert "hunter2" not in repr(options)
     gateway = HttpGateway("web", App(), options)
     with pytest.raises(GatewayError, match="can't load the TLS files") as failed:
         await gateway.start()
     assert "hunter2" not in str(failed.value)
+    assert str(certificates / "ca.pem") in str(failed.value)  # the file is named
     assert not gateway.connected
+
+
+def test_a_tls_section_in_yaml_is_checked_with_its_line(certificates: Path) -> None:
+    text = (
+        "application: site:application\n"
+        "gateways:\n"
+        "  web:\n"
+        "    type: http\n"
+        "    tls:\n"
+        f"      cert_file: {certificates / 'server.pem'}\n"
+        "      key_password: hunter2-secret\n"
+        "      client_cert: required\n"
+    )
+    config = load_config_text(text, filename="g.yaml")
+    with pytest.raises(
+        ConfigError, match=r"g\.yaml:5: gateways\.web\.tls: .*needs tls\.ca_file"
+    ) as failed:
+        config.validate_gateway_options("web", HttpGatewayOptions)
+    assert "hunter2" not in str(failed.value)
+    text += f"      ca_file: {certificates / 'ca.pem'}\n"
+    options = load_config_text(text).validate_gateway_options("web", HttpGatewayOptions)
+    assert options.tls is not None
+    assert options.tls.client_cert == "required"
+    assert options.tls.key_password is not None
+    assert options.tls.key_password.get_secret_value() == "hunter2-secret"
 
 
 async def test_a_busy_port_is_a_gateway_error(serve: Any) -> None:
