@@ -89,7 +89,9 @@ class Connection:
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code`` (RFC 6455 section 7.4) and a short ``reason``."""
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=code, message=reason.encode()[:120])
+            # At most 123 bytes of UTF-8 (RFC 6455 section 5.5), not cut inside a character.
+            short = reason.encode()[:120].decode(errors="ignore").encode()
+            await self.ws.close(code=code, message=short)
 
     async def refuse(self, code: int, error: str, message: str) -> None:
         """Send an ``error`` frame, then close with ``code``."""
