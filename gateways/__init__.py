@@ -5,7 +5,8 @@ every protocol builds on (scope instances and their lifecycle, ``base`` and ``in
 ``ChatGateway``, the base of the chat platforms (``chat``); the options every gateway shares
 (``options``); the errors (``errors``); the metrics every gateway counts (``metrics``); the
 aiohttp listener of the webhook gateways (``listener``); deliveries confirmed once handled
-(``tracking``); the shared containers (``containers``).
+(``tracking``); long polling a platform for ever (``polling``); the shared containers
+(``containers``).
 
 What runs a YAML file has a room of its own, ``gateways.daemon``: the ``Daemon``, the workers,
 the command line, reload, the monitoring server, the AsyncAPI writer and the adapter registry.

@@ -46,12 +46,12 @@ from aiogram.methods import AnswerCallbackQuery, DeleteWebhook, GetMe, SetWebhoo
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
-from tenacity import RetryCallState
 
 from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
 from gateways.listener import bound_url, listen
+from gateways.polling import PollFailed, poll_forever
 from gateways.telegram.inbound import TelegramInbound
 from gateways.telegram.ledger import TrackedEvent, UpdateLedger
 from gateways.telegram.options import TelegramGatewayOptions
@@ -64,10 +64,6 @@ logger = logging.getLogger("gateways.telegram")
 
 #: The header a webhook request carries the ``secret_token`` in.
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-
-
-class _PollFailed(GatewayError):
-    """A long poll failed (connection, 5xx, 409); tenacity retries these."""
 
 
 class TelegramGateway(ChatGateway):
@@ -167,7 +163,8 @@ class TelegramGateway(ChatGateway):
                 await self._start_call(DeleteWebhook(drop_pending_updates=False))
                 self._polling_ok = True  # the Bot API answered; a failed poll says otherwise
                 self._poller = asyncio.get_running_loop().create_task(
-                    self._poll_forever(), name=f"{self.name}:telegram-poll"
+                    poll_forever(self.name, self.options.reconnect, self._poll, self.fail, logger),
+                    name=f"{self.name}:telegram-poll",
                 )
             else:
                 await self._listen()
@@ -257,26 +254,8 @@ class TelegramGateway(ChatGateway):
 
     # -- long polling --------------------------------------------------------------------
 
-    async def _poll_forever(self) -> None:
-        """Poll until stopped; each run of tenacity is one outage (its backoff starts over)."""
-        while True:
-            retrying = self.options.reconnect.retrying(_PollFailed, self._log_retry)
-            try:
-                again = cast("bool", await retrying(self._poll))
-            except Exception as exc:  # a bug: fail loudly rather than stop polling unseen
-                logger.exception("Gateway %r: polling stopped", self.name)
-                self.fail(GatewayError(f"gateway {self.name!r}: polling stopped: {exc!r}"))
-                return
-            if not again:
-                return
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        delay = state.next_action.sleep if state.next_action is not None else 0.0
-        logger.warning("Gateway %r: %s; polling again in %.1f s", self.name, exc, delay)
-
     async def _poll(self) -> bool:
-        """Long polls until one fails: ``_PollFailed`` if the first did (tenacity waits),
+        """Long polls until one fails: ``PollFailed`` if the first did (tenacity waits),
         True after others did (poll again at once); False when the token was refused."""
         options = self.options
         client = self.require_client()
@@ -310,7 +289,7 @@ class TelegramGateway(ChatGateway):
             except (AiogramError, ValidationError, ValueError) as exc:
                 # 5xx, 409, a dropped connection, an answer that is not the Bot API's.
                 self._polling_ok = False
-                failure = _PollFailed(f"getUpdates failed: {exc}")
+                failure = PollFailed(f"getUpdates failed: {exc}")
                 if polled:
                     logger.warning("Gateway %r: %s; polling again", self.name, failure)
                     return True

@@ -24,11 +24,10 @@ import logging
 from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
-from tenacity import RetryCallState
-
 from gateways import tracking
 from gateways.base import GatewayError, ScopeInstance
 from gateways.chat import ChatGateway
+from gateways.polling import PollFailed, poll_forever
 from gateways.zulip.catchup import catch_up
 from gateways.zulip.client import ZulipApi, ZulipApiError, ZulipUnreachable
 from gateways.zulip.inbound import (
@@ -56,10 +55,6 @@ logger = logging.getLogger("gateways.zulip")
 
 #: The event types the queue is registered for (https://zulip.com/api/get-events).
 EVENT_TYPES = ("message", "reaction")
-
-
-class _PollFailed(GatewayError):
-    """A long poll failed (connection, timeout, 5xx); tenacity retries these."""
 
 
 class ZulipGateway(ChatGateway):
@@ -140,7 +135,8 @@ class ZulipGateway(ChatGateway):
             await self._start_steps()
             self._polling_ok = True
             self._poller = asyncio.get_running_loop().create_task(
-                self._poll_forever(), name=f"{self.name}:zulip-poll"
+                poll_forever(self.name, self.options.reconnect, self._poll, self.fail, logger),
+                name=f"{self.name}:zulip-poll",
             )
         except BaseException:
             await self.close_transport()
@@ -237,26 +233,8 @@ class ZulipGateway(ChatGateway):
 
     # -- long polling --------------------------------------------------------------------
 
-    async def _poll_forever(self) -> None:
-        """Poll until stopped; each run of tenacity is one outage (its backoff starts over)."""
-        while True:
-            retrying = self.options.reconnect.retrying(_PollFailed, self._log_retry)
-            try:
-                again = cast("bool", await retrying(self._poll))
-            except Exception as exc:  # a bug: fail loudly rather than stop polling unseen
-                logger.exception("Gateway %r: polling stopped", self.name)
-                self.fail(GatewayError(f"gateway {self.name!r}: polling stopped: {exc!r}"))
-                return
-            if not again:
-                return
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        delay = state.next_action.sleep if state.next_action is not None else 0.0
-        logger.warning("Gateway %r: %s; polling again in %.1f s", self.name, exc, delay)
-
     async def _poll(self) -> bool:
-        """Long polls until one fails: ``_PollFailed`` if the first did (tenacity waits),
+        """Long polls until one fails: ``PollFailed`` if the first did (tenacity waits),
         True after others did (poll again at once); False when the credentials were refused."""
         api = self.require_api()
         polled = False
@@ -299,9 +277,9 @@ class ZulipGateway(ChatGateway):
                         )
                     )
                     return False
-                failure = _PollFailed(f"long poll failed: {exc}")
+                failure = PollFailed(f"long poll failed: {exc}")
             except ZulipUnreachable as exc:
-                failure = _PollFailed(f"long poll failed: {exc}")
+                failure = PollFailed(f"long poll failed: {exc}")
             else:
                 polled = True
                 self._polling_ok = True
