@@ -40,6 +40,9 @@ class Process:
             # or 9100 of the machine.
             "WEBCHAT_PORT": str(free_port()),
             "MONITORING_PORT": str(free_port()),
+            # The thermostat's simulated devices (on an embedded broker) publish kitchen's
+            # readings too: off, unless the test turns them on.
+            "THERMOSTAT_SIMULATE": "0",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateways", *args],

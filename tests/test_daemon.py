@@ -129,6 +129,7 @@ async def test_the_readmes_first_command_serves_on_the_embedded_broker(tmp_path:
             "LOG_LEVEL": "INFO",
             "WEBCHAT_PORT": str(web),
             "MONITORING_PORT": str(monitoring),
+            "THERMOSTAT_SIMULATE": "1",  # as the README's command runs: simulated devices on
         },
     )
     try:
