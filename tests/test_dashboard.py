@@ -190,6 +190,9 @@ async def test_the_page_json_and_stream_show_the_gateways_live(
         assert (status, headers["Content-Type"]) == (200, f"{kind}; charset=utf-8")
         assert body.strip()
     assert "innerHTML" not in (await get(f"{base}/static/dashboard.js"))[2]
+    # No state: section, no state store shown.
+    assert (await until_json(f"{base}/dashboard.json", lambda s: True))["state_store"] is None
+    assert 'id="store-card" hidden' in text
 
     async with client(mosquitto, "echo/+/reply") as c:
         for n in range(5):
@@ -238,6 +241,36 @@ async def test_the_page_json_and_stream_show_the_gateways_live(
     assert code == 0, daemon.output
     assert response.content.at_eof()
     assert rest.endswith(b"\n\n")
+
+
+async def test_the_state_store_shows_up_then_unavailable_then_up_again(
+    mosquitto: Any, redis_server: Any, monitored: Any, tmp_path: Path
+) -> None:
+    """A daemon with its state in Redis: the dashboard shows the store up; with redis-server
+    stopped, unavailable (page, JSON and stream); started again on its port, up again."""
+    config = crashy_config(tmp_path)
+    config.write_text(
+        config.read_text() + "state:\n  backend: redis\n  hosts:\n    - ${REDIS_URL}\n"
+    )
+    daemon, base = monitored(config, REDIS_URL=redis_server.url)
+    json_url, events = f"{base}/dashboard.json", f"{base}/dashboard/events"
+    shown = await until_json(json_url, lambda s: (s["state_store"] or {}).get("up") is True)
+    assert shown["state_store"] == {"backend": "redis", "up": True, "problem": None}
+    _, text = await page(base)
+    assert 'data-up="true">redis: up<' in text
+    redis_server.stop()
+    try:
+        down = await until_snapshot(events, lambda s: s["state_store"]["up"] is False)
+        assert down["state_store"]["backend"] == "redis"
+        assert down["state_store"]["problem"]
+        _, text = await page(base)
+        assert 'data-up="false">redis: unavailable: ' in text
+        # The stream went on meanwhile: a frozen store never holds a snapshot up.
+        await until_snapshot(events, lambda s: s["uptime"] > down["uptime"])
+    finally:
+        redis_server.start()
+    await until_json(json_url, lambda s: s["state_store"]["up"] is True)
+    assert daemon.stop() == 0, daemon.output
 
 
 async def test_an_error_log_shows_in_recent_errors_as_text(

@@ -6,7 +6,10 @@ its events per second (the difference of ``GatewayStats.received`` over the last
 ``window`` seconds), its events received and sent, and the chat commands the access rules
 denied it (``asgi_gateway_commands_denied_total{gateway}``, read from prometheus_client's
 default registry); and the recent errors: the last ``capacity`` log records at ERROR and
-above (``ErrorRing``, a ``logging.Handler`` on the root logger while the dashboard runs).
+above (``ErrorRing``, a ``logging.Handler`` on the root logger while the dashboard runs);
+and the state store, when the daemon has one: up, or unavailable and why (the ``/readyz``
+ping, run in the background every ``store_every`` seconds). The page's HTML is rendered by
+``gateways.daemon.dashboard_page``.
 
 - ``GET /``: an HTML page (``static/dashboard.html``) rendered with a snapshot on the server,
   so it reads without JavaScript (a ``<noscript>`` refresh reloads it every 5 s); its script
@@ -25,13 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from string import Template
 from typing import Any
@@ -41,15 +43,16 @@ from prometheus_client import REGISTRY
 
 from config.redaction import redact_url
 from gateways.base import Gateway
+from gateways.daemon.dashboard_page import render_page
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "DEFAULT_CAPACITY",
     "DEFAULT_INTERVAL",
+    "DEFAULT_STORE_EVERY",
     "DEFAULT_WINDOW",
     "Dashboard",
     "ErrorRing",
-    "render_page",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ DEFAULT_CAPACITY = 50
 DEFAULT_INTERVAL = 1.0
 #: Seconds over which events per second are measured.
 DEFAULT_WINDOW = 5.0
+#: Seconds between two checks of the state store (each bounded by the store's timeout).
+DEFAULT_STORE_EVERY = 2.0
 #: Characters of a log message kept (a longer one is cut, with "...").
 MESSAGE_LIMIT = 2000
 #: Seconds one write to an event stream may take before that client is dropped.
@@ -144,6 +149,12 @@ class Dashboard:
             of each gateway's ``GatewayStats.received``.
         window: Seconds over which events per second are measured (at least ``interval``).
         capacity: Log records at ERROR and above the ring of recent errors keeps.
+        store_name: Returns what names the daemon's state store (the ``state:`` section's
+            backend, no secrets), or ``None`` when it has none: then no store is shown.
+        store_check: Pings the store, ``None`` when it answered, else why not
+            (``MonitoringServer.store_problem``); run in the background every
+            ``store_every`` seconds, so a store that hangs never holds a snapshot up.
+        store_every: Seconds between two checks of the store.
 
     Raises:
         ValueError: ``interval`` is not positive, ``window`` is below ``interval``, or
@@ -157,6 +168,9 @@ class Dashboard:
         interval: float = DEFAULT_INTERVAL,
         window: float = DEFAULT_WINDOW,
         capacity: int = DEFAULT_CAPACITY,
+        store_name: Callable[[], str | None] | None = None,
+        store_check: Callable[[], Awaitable[str | None]] | None = None,
+        store_every: float = DEFAULT_STORE_EVERY,
     ) -> None:
         if not 0 < interval < float("inf"):
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
@@ -172,6 +186,14 @@ class Dashboard:
         self._tick = asyncio.Event()
         self._closed = False
         self._sampler: asyncio.Task[None] | None = None
+        self._store_name = store_name
+        self._store_check = store_check
+        self.store_every = store_every
+        #: The store's last check: ``{"backend", "up", "problem"}``; ``up`` is ``None``
+        #: before the first answer.
+        self.store: dict[str, Any] | None = None
+        self._store_task: asyncio.Task[None] | None = None
+        self._store_checked = -math.inf
         self._template = Template(_read_static("dashboard.html"))
         self._static = {name: _read_static(name) for name in STATIC}
 
@@ -202,11 +224,12 @@ class Dashboard:
         self._closed = True
         self._tick.set()
         logging.getLogger().removeHandler(self.errors)
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+        for task in (self._sampler, self._store_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sampler = self._store_task = None
 
     def snapshot(self) -> dict[str, Any]:
         """What the dashboard shows now, as JSON-ready data::
@@ -217,9 +240,13 @@ class Dashboard:
                            "messages_sent": 118, "denied_commands": 0}, ...],
              "totals": {"gateways": 2, "connected": 2, "scopes": 4,
                         "events_per_second": 1.5, "denied_commands": 1},
-             "errors": [<ErrorRing entry>, ...], "errors_total": 7, "errors_capacity": 50}
+             "errors": [<ErrorRing entry>, ...], "errors_total": 7, "errors_capacity": 50,
+             "state_store": {"backend": "redis", "up": false,
+                             "problem": "no answer within 1 s"}}
 
-        Gateways are in the daemon's order (workers first); errors newest first.
+        Gateways are in the daemon's order (workers first); errors newest first;
+        ``state_store`` is ``None`` when the daemon has no store (``up`` is ``None`` until
+        the store's first check ended).
         """
         now = time.monotonic()
         denied = _denied_by_gateway()
@@ -253,12 +280,44 @@ class Dashboard:
             "errors": self.errors.entries(),
             "errors_total": self.errors.total,
             "errors_capacity": self.errors.capacity,
+            "state_store": self._store_now(),
         }
+
+    # -- the state store ---------------------------------------------------------------
+
+    def _store_now(self) -> dict[str, Any] | None:
+        name = self._store_name() if self._store_name is not None else None
+        if name is None:
+            return None
+        if self.store is None or self.store["backend"] != name:
+            return {"backend": name, "up": None, "problem": None}
+        return dict(self.store)
+
+    def _check_store_soon(self, now: float) -> None:
+        """Start a check of the store unless one runs, or the last began under
+        ``store_every`` seconds ago."""
+        if self._store_check is None or now - self._store_checked < self.store_every:
+            return
+        if self._store_task is not None and not self._store_task.done():
+            return
+        self._store_checked = now
+        self._store_task = asyncio.get_running_loop().create_task(self._check_store())
+
+    async def _check_store(self) -> None:
+        name = self._store_name() if self._store_name is not None else None
+        if name is None or self._store_check is None:
+            return
+        try:
+            problem = await self._store_check()
+        except Exception as exc:  # store_problem catches what a store raises; a bug here
+            problem = type(exc).__name__
+        self.store = {"backend": name, "up": problem is None, "problem": problem}
 
     # -- events per second --------------------------------------------------------------
 
     def _sample(self) -> None:
         now = time.monotonic()
+        self._check_store_soon(now)
         keep = int(self.window / self.interval) + 2
         for gateway in self._gateways():
             stats = getattr(gateway, "stats", None)
@@ -335,74 +394,6 @@ class Dashboard:
     async def _write(self, response: web.StreamResponse, data: bytes) -> None:
         async with asyncio.timeout(STREAM_WRITE_TIMEOUT):
             await response.write(data)
-
-
-def render_page(template: Template, snapshot: dict[str, Any]) -> str:
-    """The dashboard page with ``snapshot`` (``Dashboard.snapshot``) filled in, every value
-    escaped as HTML text.
-
-    Args:
-        template: ``static/dashboard.html`` as a ``string.Template`` (``$gateway_rows``...).
-        snapshot: What to show.
-
-    Raises:
-        KeyError: The template names a placeholder this function does not fill.
-    """
-    totals = snapshot["totals"]
-    errors = snapshot["errors"]
-    return template.substitute(
-        updated=_iso(snapshot["time"]),
-        gateway_rows="".join(_gateway_row(row) for row in snapshot["gateways"]),
-        total_gateways=totals["gateways"],
-        total_connected=totals["connected"],
-        total_scopes=totals["scopes"],
-        total_rate=f"{totals['events_per_second']:.1f}",
-        total_denied=totals["denied_commands"],
-        error_items="".join(_error_item(entry) for entry in errors),
-        errors_total=snapshot["errors_total"],
-        errors_capacity=snapshot["errors_capacity"],
-        no_errors=" hidden" if errors else "",
-    )
-
-
-def _gateway_row(row: dict[str, Any]) -> str:
-    state = "connected" if row["connected"] else "disconnected"
-    cells = [
-        ("name", row["name"]),
-        ("protocol", row["protocol"]),
-        ("state", state),
-        ("scopes", row["scopes"]),
-        ("events_per_second", f"{row['events_per_second']:.1f}"),
-        ("events_received", row["events_received"]),
-        ("messages_sent", row["messages_sent"]),
-        ("denied_commands", row["denied_commands"]),
-    ]
-    tds = "".join(
-        f'<td data-field="{field}"'
-        + (f' data-connected="{str(row["connected"]).lower()}"' if field == "state" else "")
-        + f">{html.escape(str(value))}</td>"
-        for field, value in cells
-    )
-    return f'<tr data-gateway="{html.escape(row["name"])}">{tds}</tr>\n'
-
-
-def _error_item(entry: dict[str, Any]) -> str:
-    stamp = _iso(entry["time"])
-    parts = [
-        f'<time datetime="{stamp}">{stamp}</time>',
-        f'<span class="level">{html.escape(entry["level"])}</span>',
-        f'<span class="logger">{html.escape(entry["logger"])}</span>',
-    ]
-    if entry["gateway"] is not None:
-        parts.append(f'<span class="gateway">{html.escape(entry["gateway"])}</span>')
-    parts.append(f'<pre class="message">{html.escape(entry["message"])}</pre>')
-    return f"<li>{' '.join(parts)}</li>\n"
-
-
-def _iso(seconds: float) -> str:
-    """``2024-05-01T12:00:03.123Z``, as JavaScript's ``Date.toISOString()`` writes it."""
-    stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 def _denied_by_gateway() -> dict[str, int]:

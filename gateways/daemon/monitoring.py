@@ -107,7 +107,9 @@ class MonitoringServer:
         self.store_timeout = store_timeout
         self._store_problem: str | None = None
         self._runner: web.AppRunner | None = None
-        self.dashboard = Dashboard(gateways)
+        self.dashboard = Dashboard(
+            gateways, store_name=self._store_name, store_check=self.store_problem
+        )
 
     @property
     def port(self) -> int:
@@ -149,6 +151,12 @@ class MonitoringServer:
     def not_connected(self) -> list[str]:
         """The names of the gateways whose transport is not connected now, in order."""
         return [gateway.name for gateway in self._gateways() if not gateway.connected]
+
+    def _store_name(self) -> str | None:
+        """The store's name for the dashboard (``store_backend``), or ``None``: none."""
+        if self._state_store is None or self._state_store() is None:
+            return None
+        return self.store_backend
 
     async def store_problem(self) -> str | None:
         """Ping the state store: ``None`` when it answers in time (or there is none), else

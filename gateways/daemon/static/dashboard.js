@@ -12,6 +12,8 @@
   const noErrors = document.getElementById("no-errors");
   const errorsTotal = document.getElementById("errors-total");
   const errorsCapacity = document.getElementById("errors-capacity");
+  const storeCard = document.getElementById("store-card");
+  const store = document.getElementById("state-store");
 
   function element(tag, text, className) {
     const node = document.createElement(tag);
@@ -61,6 +63,20 @@
     return item;
   }
 
+  // As the server writes it (dashboard.py, store_text).
+  function storeText(state) {
+    if (state.up === null) return state.backend + ": ...";
+    if (state.up) return state.backend + ": up";
+    return state.backend + ": unavailable: " + state.problem;
+  }
+
+  function renderStore(state) {
+    storeCard.hidden = state === null;
+    if (state === null) return;
+    store.textContent = storeText(state);
+    store.dataset.up = state.up === null ? "" : String(state.up);
+  }
+
   function render(snapshot) {
     updated.textContent = iso(snapshot.time);
     updated.dateTime = updated.textContent;
@@ -73,6 +89,7 @@
     noErrors.hidden = snapshot.errors.length > 0;
     errorsTotal.textContent = String(snapshot.errors_total);
     errorsCapacity.textContent = String(snapshot.errors_capacity);
+    renderStore(snapshot.state_store);
   }
 
   function setState(state, text) {
