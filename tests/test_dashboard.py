@@ -21,7 +21,7 @@ from daemon_helpers import APPS, ROOT, client, until_reply
 
 from config.access import AccessConfig
 from config.policy import AccessPolicy, CommandInfo, Sender
-from gateways.daemon.dashboard import CONTENT_SECURITY_POLICY, ErrorRing
+from gateways.daemon.dashboard import CONTENT_SECURITY_POLICY, Dashboard, ErrorRing
 from gateways.daemon.monitoring import MonitoringServer
 from gateways.mqtt import MqttGateway, MqttGatewayOptions
 from gateways.testing.slack_payloads import DEFAULT_USER_ID
@@ -64,9 +64,13 @@ async def until_ready(base: str) -> None:
     await until_json(f"{base}/readyz", lambda body: body["ready"] is True)
 
 
-async def until_snapshot(url: str, predicate: Callable[[Any], bool], timeout: float = 20) -> Any:
-    """Read the event stream at ``url`` until a snapshot satisfies ``predicate``; that one."""
+async def until_snapshot(
+    url: str, predicate: Callable[[Any], bool], timeout: float = 20, count: int = 1
+) -> Any:
+    """Read the event stream at ``url`` until ``count`` snapshots (of one connection) satisfy
+    ``predicate``; the last of them."""
     seen: list[Any] = []
+    matched = 0
     async with (
         asyncio.timeout(timeout),
         aiohttp.ClientSession() as session,
@@ -78,7 +82,8 @@ async def until_snapshot(url: str, predicate: Callable[[Any], bool], timeout: fl
         async for line in response.content:
             if line.startswith(b"data: "):
                 seen.append(json.loads(line[6:]))
-                if predicate(seen[-1]):
+                matched += bool(predicate(seen[-1]))
+                if matched >= count:
                     return seen[-1]
     pytest.fail(f"the stream ended; snapshots: {seen[-3:]!r}")
 
@@ -243,34 +248,58 @@ async def test_the_page_json_and_stream_show_the_gateways_live(
     assert rest.endswith(b"\n\n")
 
 
+REDIS_PASSWORD = "s3cret-redis-dashboard"  # of a Redis ACL user: redis://app:...@
+
+
 async def test_the_state_store_shows_up_then_unavailable_then_up_again(
-    mosquitto: Any, redis_server: Any, monitored: Any, tmp_path: Path
+    mosquitto: Any, make_redis: Callable[..., Any], monitored: Any, tmp_path: Path
 ) -> None:
-    """A daemon with its state in Redis: the dashboard shows the store up; with redis-server
-    stopped, unavailable (page, JSON and stream); started again on its port, up again."""
+    """Redis state (a user with a password): up; frozen (SIGSTOP), then stopped, unavailable
+    and why, in the page, JSON and stream (which goes on); restarted, up. No password shown."""
+    redis = make_redis(["--user", "app", "on", f">{REDIS_PASSWORD}", "~*", "&*", "+@all"])
     config = crashy_config(tmp_path)
-    config.write_text(
-        config.read_text() + "state:\n  backend: redis\n  hosts:\n    - ${REDIS_URL}\n"
+    config.write_text(config.read_text() + "state: {backend: redis, hosts: ['${REDIS_URL}']}\n")
+    daemon, base = monitored(
+        config, REDIS_URL=f"redis://app:{REDIS_PASSWORD}@{redis.host}:{redis.port}"
     )
-    daemon, base = monitored(config, REDIS_URL=redis_server.url)
-    json_url, events = f"{base}/dashboard.json", f"{base}/dashboard/events"
-    shown = await until_json(json_url, lambda s: (s["state_store"] or {}).get("up") is True)
-    assert shown["state_store"] == {"backend": "redis", "up": True, "problem": None}
-    _, text = await page(base)
-    assert 'data-up="true">redis: up<' in text
-    redis_server.stop()
-    try:
-        down = await until_snapshot(events, lambda s: s["state_store"]["up"] is False)
-        assert down["state_store"]["backend"] == "redis"
-        assert down["state_store"]["problem"]
+    outputs: list[str] = []
+
+    async def shown(up: bool, problem: str = "") -> None:
+        def is_up(s: Any) -> bool:
+            return (s["state_store"] or {}).get("up") is up
+
+        snapshot = await until_json(f"{base}/dashboard.json", is_up)
+        streamed = await until_snapshot(f"{base}/dashboard/events", is_up)
+        for store in (snapshot["state_store"], streamed["state_store"]):
+            assert store["backend"] == "redis"
+            assert store["problem"] is None if up else problem in store["problem"]
         _, text = await page(base)
-        assert 'data-up="false">redis: unavailable: ' in text
-        # The stream went on meanwhile: a frozen store never holds a snapshot up.
-        await until_snapshot(events, lambda s: s["uptime"] > down["uptime"])
+        shows = "redis: up<" if up else "redis: unavailable: "
+        assert (
+            f'<dt>State store</dt><dd id="state-store" data-up="{str(up).lower()}">{shows}' in text
+        )
+        assert '<div id="store-card"><dt>State store</dt><dd id="state-store" ' in text
+        assert problem in text
+        outputs.extend([json.dumps(snapshot), json.dumps(streamed), text])
+
+    await until_ready(base)
+    await shown(True)
+    try:
+        redis.pause()  # SIGSTOP: connected, never answering; each ping ends at store_timeout
+        await shown(False, "no answer within 1 s")
+        # Snapshots keep coming on one stream: the check never holds it up.
+        await until_snapshot(f"{base}/dashboard/events", lambda s: True, count=4)
+        redis.kill()
+        await asyncio.to_thread(redis.start)
+        await shown(True)
+        redis.stop()  # refused: the reason names the server, without its password
+        await shown(False, f"redis://127.0.0.1:{redis.port}")
     finally:
-        redis_server.start()
-    await until_json(json_url, lambda s: s["state_store"]["up"] is True)
+        await asyncio.to_thread(redis.start)
+    await shown(True)
     assert daemon.stop() == 0, daemon.output
+    assert "The state store (redis) is unavailable" in daemon.output
+    assert not [out for out in [*outputs, daemon.output] if REDIS_PASSWORD in out]
 
 
 async def test_an_error_log_shows_in_recent_errors_as_text(
@@ -508,6 +537,9 @@ def test_the_ring_keeps_the_newest_errors_and_counts_them_all() -> None:
     assert ring.total == 6
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         ErrorRing(capacity=0)
+    for every in (0, -1, float("inf"), float("nan")):  # and the store is checked every...
+        with pytest.raises(ValueError, match="store_every must be a positive number"):
+            Dashboard(list, store_every=every)
 
 
 def test_no_dashboard_text_is_written_as_html() -> None:

@@ -153,12 +153,13 @@ class Dashboard:
             backend, no secrets), or ``None`` when it has none: then no store is shown.
         store_check: Pings the store, ``None`` when it answered, else why not
             (``MonitoringServer.store_problem``); run in the background every
-            ``store_every`` seconds, so a store that hangs never holds a snapshot up.
+            ``store_every`` seconds, so a store that hangs never holds a snapshot up (the
+            page, the JSON and the stream wait only for the first check after ``start``).
         store_every: Seconds between two checks of the store.
 
     Raises:
-        ValueError: ``interval`` is not positive, ``window`` is below ``interval``, or
-            ``capacity`` is below 1.
+        ValueError: ``interval`` or ``store_every`` is not positive, ``window`` is below
+            ``interval``, or ``capacity`` is below 1.
     """
 
     def __init__(
@@ -176,6 +177,8 @@ class Dashboard:
             raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
         if not interval <= window < float("inf"):
             raise ValueError(f"window must be at least interval ({interval!r} s), got {window!r}")
+        if not 0 < store_every < float("inf"):
+            raise ValueError(f"store_every must be a positive number, got {store_every!r}")
         self._gateways = gateways
         self.interval = interval
         self.window = window
@@ -189,8 +192,8 @@ class Dashboard:
         self._store_name = store_name
         self._store_check = store_check
         self.store_every = store_every
-        #: The store's last check: ``{"backend", "up", "problem"}``; ``up`` is ``None``
-        #: before the first answer.
+        #: The store's last check, ``{"backend", "up", "problem"}``; ``None`` before the first
+        #: one ended.
         self.store: dict[str, Any] | None = None
         self._store_task: asyncio.Task[None] | None = None
         self._store_checked = -math.inf
@@ -245,8 +248,8 @@ class Dashboard:
                              "problem": "no answer within 1 s"}}
 
         Gateways are in the daemon's order (workers first); errors newest first;
-        ``state_store`` is ``None`` when the daemon has no store (``up`` is ``None`` until
-        the store's first check ended).
+        ``state_store`` is ``None`` when the daemon has no store; before the store's first
+        check ended (the HTTP answers wait for it) it is unavailable, ``"not checked yet"``.
         """
         now = time.monotonic()
         denied = _denied_by_gateway()
@@ -290,8 +293,15 @@ class Dashboard:
         if name is None:
             return None
         if self.store is None or self.store["backend"] != name:
-            return {"backend": name, "up": None, "problem": None}
+            return {"backend": name, "up": False, "problem": "not checked yet"}
         return dict(self.store)
+
+    async def _store_known(self) -> None:
+        """Wait for the store's first check if it is still running (it is bounded by the
+        store's timeout; later checks are never waited for)."""
+        task = self._store_task
+        if self.store is None and task is not None and not task.done():
+            await asyncio.wait({task})  # not cancelled with the request
 
     def _check_store_soon(self, now: float) -> None:
         """Start a check of the store unless one runs, or the last began under
@@ -359,6 +369,7 @@ class Dashboard:
         await self.close()
 
     async def _page(self, request: web.Request) -> web.Response:
+        await self._store_known()
         return web.Response(
             text=render_page(self._template, self.snapshot()),
             content_type="text/html",
@@ -367,6 +378,7 @@ class Dashboard:
         )
 
     async def _json(self, request: web.Request) -> web.Response:
+        await self._store_known()
         return web.json_response(self.snapshot(), headers=HEADERS)
 
     async def _file(self, request: web.Request) -> web.Response:
@@ -383,6 +395,7 @@ class Dashboard:
         try:
             # A reconnecting EventSource (the server restarted, a proxy cut it) waits 2 s.
             await self._write(response, b"retry: 2000\n\n")
+            await self._store_known()
             while not self._closed:
                 data = json.dumps(self.snapshot(), separators=(",", ":"))
                 await self._write(response, f"data: {data}\n\n".encode())

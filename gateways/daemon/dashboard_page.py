@@ -46,19 +46,16 @@ def _store_fields(store: dict[str, Any] | None) -> dict[str, str]:
     """The page's state store card: hidden without a store."""
     if store is None:
         return {"store_hidden": " hidden", "store_up": "", "store_text": ""}
-    up = store["up"]
     return {
         "store_hidden": "",
-        "store_up": "" if up is None else str(up).lower(),
+        "store_up": "true" if store["up"] else "false",
         "store_text": html.escape(store_text(store)),
     }
 
 
 def store_text(store: dict[str, Any]) -> str:
-    """``"sqlite: up"``, ``"redis: unavailable: no answer within 1 s"``, ``"redis: ..."``;
-    the page's script writes the same (``static/dashboard.js``)."""
-    if store["up"] is None:
-        return f"{store['backend']}: ..."
+    """``"sqlite: up"`` or ``"redis: unavailable: no answer within 1 s"``; the page's script
+    writes the same (``static/dashboard.js``)."""
     if store["up"]:
         return f"{store['backend']}: up"
     return f"{store['backend']}: unavailable: {store['problem']}"

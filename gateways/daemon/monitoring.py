@@ -15,12 +15,15 @@ the section there is none, dashboard included:
   within ``store_timeout`` seconds; else 503. The JSON body names what is not ready, e.g.
   ``{"ready": false, "not_connected": ["devices", "state store (redis): unavailable:
   ..."]}`` (a readiness probe). ``asgi_gateway_state_store_up{backend}`` is the store's
-  answer (1 or 0), updated by each ``/readyz`` and ``/metrics``.
+  answer (1 or 0), updated by each ``/readyz`` and ``/metrics`` and by the dashboard's
+  check every 2 s (the same ``store_problem()`` ping).
 - ``GET /`` (an HTML page), ``GET /dashboard.json`` and ``GET /dashboard/events``
   (Server-Sent Events, a snapshot a second), with ``/static/dashboard.css`` and
   ``/static/dashboard.js``: the live dashboard (``gateways.daemon.dashboard``): each
-  gateway's state, live scopes, events per second and denied commands, and the last log
-  records at ERROR and above. Stopping the server ends its open event streams at once.
+  gateway's state, live scopes, events per second and denied commands, the last log
+  records at ERROR and above, and the state store (if any): up, or unavailable and why,
+  from ``store_problem()`` run in the background every 2 s. Stopping the server ends its
+  open event streams at once.
 
 The server reads nothing from a request but its method and path, and answers only GET (and
 HEAD); what it exposes is what ``asgi-gateway`` counts, never options or secrets. It is
@@ -73,14 +76,15 @@ class MonitoringServer:
         gateways: Returns the gateways ``/readyz`` and ``asgi_gateway_connected`` report on,
             read at every request (the daemon's gateways and workers).
         state_store: Returns the daemon's state store (or ``None``: it has none), read at
-            every request; ``/readyz`` pings it.
+            every request; ``/readyz``, ``/metrics`` and the dashboard ping it.
         store_backend: What names the store in ``/readyz`` and the ``backend`` label of
             ``asgi_gateway_state_store_up`` (the ``state:`` section's ``backend``).
         store_timeout: Seconds a ping may take before the store counts as unavailable.
 
     Attributes:
         dashboard: The dashboard (``gateways.daemon.dashboard.Dashboard``) of ``gateways``;
-            its ring of recent errors is on the root logger while the server runs.
+            its ring of recent errors is on the root logger while the server runs, and it
+            shows the state store from ``store_problem()``.
 
     Raises:
         ValueError: ``store_timeout`` is not a positive number of seconds.

@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium under Playwright): the daemon
 (``python -m gateways run FILE``) with an MQTT gateway on a real Mosquitto; the page follows
 the broker going away and coming back without a reload, shows an error's HTML as text, and
-does nothing a page must not do (``PageWatch``).
+does nothing a page must not do (``PageWatch``); with a Redis state store, its card follows
+redis-server frozen (SIGSTOP) and started again.
 
 With ``ASGI_GATEWAY_SCREENSHOTS=1`` in the environment the test also writes the page to
 ``docs/images/dashboard.png`` (the screenshot in docs/deployment.md)."""
@@ -79,6 +80,7 @@ async def test_the_dashboard_follows_the_broker_live_in_a_browser(
         assert await cell.inner_text() == "connected"
         assert await still.locator("#status-text").inner_text() == "Snapshot"
         assert EVIL in await still.locator("#errors pre.message").first.inner_text()
+        assert await still.locator("#store-card").is_hidden()  # no state: section
     finally:
         await plain.close()
 
@@ -97,6 +99,7 @@ async def test_the_dashboard_follows_the_broker_live_in_a_browser(
         await expect(message).to_contain_text(f"RuntimeError: worker {EVIL} hit a bad payload")
         assert await page.locator("#errors img, #errors [onerror]").count() == 0
         assert await page.locator("#no-errors").is_hidden()
+        assert await page.locator("#store-card").is_hidden()  # live, still no store
 
         mosquitto.stop()
         await expect(state).to_have_text("disconnected", timeout=20_000)
@@ -130,6 +133,45 @@ async def test_the_dashboard_follows_the_broker_live_in_a_browser(
         if os.environ.get("ASGI_GATEWAY_SCREENSHOTS"):
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
+        assert watch.clean, watch
+    finally:
+        await context.close()
+    assert daemon.stop() == 0, daemon.output
+
+
+async def test_the_state_store_card_follows_redis_live_in_a_browser(
+    mosquitto: Any,
+    redis_server: Any,
+    run_daemon: Any,
+    free_port: Callable[[], int],
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(CONFIG + 'state:\n  backend: redis\n  hosts: ["${REDIS_URL}"]\n')
+    port = free_port()
+    daemon = run_daemon(config, MONITORING_PORT=str(port), REDIS_URL=redis_server.url)
+    base = f"http://127.0.0.1:{port}"
+    await until_ready(base)
+    context = await browser.new_context()
+    page = await context.new_page()
+    watch = PageWatch(page)
+    try:
+        await page.goto(f"{base}/")
+        store = page.locator("#state-store")
+        await expect(page.locator("#store-card")).to_be_visible()
+        await expect(store).to_have_text("redis: up")
+        await expect(page.locator('#status[data-state="live"]')).to_have_count(1, timeout=10_000)
+        await page.evaluate("() => { window.loadedOnce = true; }")
+
+        redis_server.pause()  # SIGSTOP: no answer
+        await expect(store).to_have_text("redis: unavailable: no answer within 1 s", timeout=20_000)
+        await expect(store).to_have_attribute("data-up", "false")
+        redis_server.kill()
+        await asyncio.to_thread(redis_server.start)
+        await expect(store).to_have_text("redis: up", timeout=20_000)
+        await expect(store).to_have_attribute("data-up", "true")
+        assert await page.evaluate("() => window.loadedOnce === true"), "the page reloaded"
         assert watch.clean, watch
     finally:
         await context.close()

@@ -63,9 +63,8 @@
     return item;
   }
 
-  // As the server writes it (dashboard.py, store_text).
+  // As the server writes it (dashboard_page.py, store_text).
   function storeText(state) {
-    if (state.up === null) return state.backend + ": ...";
     if (state.up) return state.backend + ": up";
     return state.backend + ": unavailable: " + state.problem;
   }
@@ -74,7 +73,7 @@
     storeCard.hidden = state === null;
     if (state === null) return;
     store.textContent = storeText(state);
-    store.dataset.up = state.up === null ? "" : String(state.up);
+    store.dataset.up = String(state.up === true);
   }
 
   function render(snapshot) {
